@@ -1,0 +1,121 @@
+"""The one exception tree of the triage package.
+
+    TriageError                      base of everything raised on purpose here
+    ├── ConfigError                  a setting is missing or malformed (names the setting)
+    ├── SnapshotError                a failure snapshot cannot be read (names the file)
+    ├── SecretError                  a secret cannot be had (names the secret, never its value)
+    ├── StoreError                   the decision store failed
+    │   └── StoreUnavailable         the store cannot be reached (names the setting to check)
+    └── ServiceError                 a remote service answered with an error or not at all
+        ├── DatabricksError          carries status, Databricks' error_code, method and URL
+        │   ├── DatabricksAuthError      401/403: the token or identity was refused
+        │   ├── DatabricksNotFound       404 / RESOURCE_DOES_NOT_EXIST
+        │   ├── DatabricksConflict       a stale latest_repair_id or an invalid state for the call
+        │   └── DatabricksUnavailable    429/5xx/connection errors outlived the retry deadline
+        ├── LLMError                 the model could not give a usable answer
+        └── NotifyError              an email could not be sent
+
+Every ServiceError carries `status` (HTTP status or None), `error_code` (the service's own
+code or None), `method` and `url` (never with credentials in it). Raise with `from`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "TriageError",
+    "ConfigError",
+    "SnapshotError",
+    "SecretError",
+    "StoreError",
+    "StoreUnavailable",
+    "ServiceError",
+    "DatabricksError",
+    "DatabricksAuthError",
+    "DatabricksNotFound",
+    "DatabricksConflict",
+    "DatabricksUnavailable",
+    "LLMError",
+    "NotifyError",
+]
+
+
+class TriageError(Exception):
+    """Base class of the errors this package raises on purpose."""
+
+
+class ConfigError(TriageError):
+    """A setting is missing or malformed. The message names the setting."""
+
+
+class SnapshotError(TriageError):
+    """A failure snapshot cannot be read. The message names the file and what is wrong."""
+
+
+class SecretError(TriageError):
+    """A secret is missing or cannot be read. The message names the secret, never its value."""
+
+
+class StoreError(TriageError):
+    """The decision store failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached. The message names the setting to check."""
+
+
+class ServiceError(TriageError):
+    """A remote service answered with an error, or did not answer."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_code: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.error_code = error_code
+        self.method = method
+        self.url = url
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.error_code:
+            parts.append(f"[{self.error_code}]")
+        if self.status is not None:
+            parts.append(f"(HTTP {self.status})")
+        if self.method and self.url:
+            parts.append(f"on {self.method} {self.url}")
+        return " ".join(parts)
+
+
+class DatabricksError(ServiceError):
+    """The Databricks REST API refused a call."""
+
+
+class DatabricksAuthError(DatabricksError):
+    """401/403: the workspace refused the token or identity."""
+
+
+class DatabricksNotFound(DatabricksError):
+    """404 or RESOURCE_DOES_NOT_EXIST."""
+
+
+class DatabricksConflict(DatabricksError):
+    """The call conflicts with the run's state (e.g. a stale latest_repair_id)."""
+
+
+class DatabricksUnavailable(DatabricksError):
+    """429, 5xx or connection errors outlived the retry deadline."""
+
+
+class LLMError(ServiceError):
+    """The model could not give a usable answer."""
+
+
+class NotifyError(ServiceError):
+    """An email could not be sent."""

@@ -1,0 +1,5 @@
+"""Shared test fixtures. Fixtures of each area live in tests/plugins/<area>.py."""
+
+pytest_plugins = [
+    "tests.plugins.environment",
+]
