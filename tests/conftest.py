@@ -2,4 +2,7 @@
 
 pytest_plugins = [
     "tests.plugins.environment",
+    "tests.plugins.azurite",
+    "tests.plugins.databricks",
+    "tests.plugins.openai",
 ]

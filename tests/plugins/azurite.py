@@ -1,0 +1,1 @@
+"""Fixtures for the azurite area (filled by that area's work)."""

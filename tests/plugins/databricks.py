@@ -1,0 +1,1 @@
+"""Fixtures for the databricks area (filled by that area's work)."""

@@ -1,0 +1,1 @@
+"""Fixtures for the openai area (filled by that area's work)."""
