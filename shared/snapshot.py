@@ -294,7 +294,8 @@ def parse_snapshot(doc: Any, *, source: str = "<snapshot>") -> Snapshot:
     for i, t in enumerate(tasks):
         if not isinstance(t, Mapping):
             raise bad(f"'run.tasks[{i}]' must be an object")
-    outputs = doc.get("task_outputs") or {}
+    outputs = doc.get("task_outputs")
+    outputs = {} if outputs is None else outputs
     if not isinstance(outputs, Mapping):
         raise bad("'task_outputs' must be an object keyed by task run id")
     for k, v in outputs.items():
@@ -303,7 +304,8 @@ def parse_snapshot(doc: Any, *, source: str = "<snapshot>") -> Snapshot:
     job = doc.get("job")
     if job is not None and not isinstance(job, Mapping):
         raise bad("'job' must be an object (a jobs/get response) or absent")
-    history = doc.get("history") or {}
+    history = doc.get("history")
+    history = {} if history is None else history
     if not isinstance(history, Mapping):
         raise bad("'history' must be an object")
     pr = history.get("prior_retries", 0)
