@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from shared.classify import classify
@@ -20,8 +21,9 @@ from shared.models import Decision
 from shared.policy import decide as rules_decide
 from shared.policy import enforce
 from shared.snapshot import Snapshot
+from shared.store import DecisionRecord, now_ms
 
-__all__ = ["decide"]
+__all__ = ["decide", "TriageResult", "triage_run", "triage_snapshot", "act_due", "report_triage_failure", "new_record"]
 
 log = logging.getLogger(__name__)
 
@@ -85,3 +87,211 @@ def _failed_retries(store: Any, snapshot: Snapshot, fingerprint: str, settings: 
         log.warning("could not read the retry record of fingerprint %s: %s", fingerprint, exc)
         return 0
     return int(entry.value.get("count", 0)) if entry else 0
+
+
+# --------------------------------------------------------------------------------------------
+# The pipeline: capture -> decide -> claim -> act -> record. Exactly once per decision key.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TriageResult:
+    record: DecisionRecord
+    duplicate: bool = False     # another delivery already decided this failure: nothing was done
+    acted: bool = False         # this call carried an action out
+    message: str = ""
+
+
+def new_record(snapshot: Snapshot, decision: Decision, settings: Settings, *, workspace: str = "",
+               mode: str | None = None) -> DecisionRecord:
+    from shared.capture import lineage_of
+
+    return DecisionRecord(
+        decision_key=snapshot.decision_key,
+        job_id=str(snapshot.job_id or "nojob"),
+        run_id=snapshot.run_id,
+        workspace=workspace or snapshot.workspace_host,
+        job_name=snapshot.job_name,
+        category=decision.category.value,
+        action=decision.action.value,
+        confidence=round(float(decision.confidence), 3),
+        decided_by=decision.decided_by,
+        reason=_redact(decision.reason),
+        fingerprint=decision.fingerprint,
+        excerpt=decision.excerpt,
+        mode=_mode_for(snapshot, settings, mode),
+        status="decided",
+        lineage=lineage_of(snapshot.run),
+        decision=_redact_obj(decision.to_dict()),
+    )
+
+
+def _redact_obj(obj: Any) -> Any:
+    from shared.redact import redact_obj
+
+    return redact_obj(obj)
+
+
+def _mode_for(snapshot: Snapshot, settings: Settings, mode: str | None) -> str:
+    """The command line's --mode, else the job tag triage.mode, else TRIAGE_MODE. A job tag may
+    only make a job *more* careful than the app (shadow), never switch an app in shadow to act."""
+    if mode in ("shadow", "act"):
+        return mode
+    tag = snapshot.tags.get("triage.mode", "").strip().lower()
+    if tag == "shadow":
+        return "shadow"
+    return settings.mode
+
+
+def triage_run(run_id: int, settings: Settings, *, client: Any, store: Any, notifier: Any = None,
+               mode: str | None = None, workspace: str = "", use_llm: bool = True,
+               act_now: bool = False, llm: Any = None) -> TriageResult:
+    """Triage one failed run of the workspace behind ``client``: the queue worker's and the
+    ``triage`` command's entry point."""
+    from shared.capture import capture_snapshot
+
+    snapshot = capture_snapshot(client, run_id, workspace_host=workspace or getattr(client, "host", ""), store=store)
+    return triage_snapshot(snapshot, settings, client=client, store=store, notifier=notifier, mode=mode,
+                           workspace=workspace, use_llm=use_llm, act_now=act_now, llm=llm)
+
+
+def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Any, store: Any, notifier: Any = None,
+                    mode: str | None = None, workspace: str = "", use_llm: bool = True,
+                    act_now: bool = False, llm: Any = None) -> TriageResult:
+    from shared.actions import effective_decision, plan_action
+
+    job_id = str(snapshot.job_id or "nojob")
+    existing = store.get(snapshot.decision_key, job_id)
+    if existing is not None:  # cheap early exit for duplicate deliveries (the claim below is the guard)
+        return TriageResult(existing, duplicate=True, message=f"already decided as {existing.decision_key}")
+
+    from shared.capture import lineage_of
+
+    lineage_retries = store.retries(lineage_of(snapshot.run))
+    decision = decide(snapshot, settings, store=store, llm=llm, use_llm=use_llm, prior_retries=lineage_retries)
+    plan = plan_action(snapshot, decision, settings, now_ms=now_ms())
+    decision = effective_decision(decision, plan)  # e.g. a resize that cannot be done becomes an email
+    record = new_record(snapshot, decision, settings, workspace=workspace, mode=mode)
+    record.action_request = _redact_obj(plan.to_dict())
+    record.not_before = int(getattr(plan, "not_before", 0) or 0)
+
+    claim = store.claim(record)
+    if not claim.won:
+        log.info("decision %s already claimed by another delivery", record.decision_key)
+        return TriageResult(claim.record, duplicate=True, message=f"already decided as {record.decision_key}")
+    record = claim.record
+
+    if record.mode != "act":
+        return TriageResult(record, message="shadow mode: decision recorded, nothing sent")
+    if record.not_before > now_ms() and not act_now:
+        return TriageResult(record, message=f"waiting for back-off until {record.not_before} (the sweep acts then)")
+    return _act(record, snapshot, decision, plan, settings, client=client, store=store, notifier=notifier)
+
+
+def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: Any, settings: Settings, *,
+         client: Any, store: Any, notifier: Any) -> TriageResult:
+    """decided -> acting (under etag, so one actor) -> acted | failed."""
+    from shared.actions import execute
+    from shared.errors import TriageError
+
+    record.status = "acting"
+    upd = store.update(record)
+    if not upd.ok:
+        return TriageResult(upd.record or record, duplicate=True, message="another worker is acting on this decision")
+    record = upd.record
+    final_action = plan.action.value
+    try:
+        if final_action in ("RETRY", "RETRY_WITH_NEW_PARAMS"):
+            store.add_retry(record.lineage or str(record.run_id))
+            record.action_result = _redact_obj(execute(plan, client))
+        elif final_action in ("SEND_EMAIL", "ESCALATE"):
+            result = (notifier.notify(snapshot, decision, record) if notifier is not None
+                      else {"status": "not configured"})
+            record.notification = _redact_obj(dict(result))
+            record.action_result = {"notification": record.notification.get("status", "")}
+        else:
+            record.action_result = {"status": "nothing to do"}
+        record.status = "failed" if record.notification.get("status") == "failed" else "acted"
+    except TriageError as exc:
+        record.status = "failed"
+        record.action_result = {"error": _redact(f"{type(exc).__name__}: {exc}"),
+                                "error_code": getattr(exc, "error_code", None)}
+        log.warning("action for %s failed: %s", record.decision_key, record.action_result["error"])
+    record.updated_at = now_ms()
+    upd = store.update(record)
+    record = upd.record if upd.ok else record
+    return TriageResult(record, acted=record.status == "acted",
+                        message=f"{final_action}: {record.status}")
+
+
+def act_due(settings: Settings, *, client: Any, store: Any, notifier: Any = None, now: int | None = None,
+            lookback_s: int = 2 * 86400) -> list[DecisionRecord]:
+    """Carry out act-mode decisions whose back-off has passed (called by every sweep)."""
+    from shared.actions import effective_decision, plan_action
+    from shared.capture import capture_snapshot
+
+    now = now or now_ms()
+    done: list[DecisionRecord] = []
+    for rec in store.list(since_ms=now - lookback_s * 1000):
+        if rec.status != "decided" or rec.mode != "act" or rec.not_before > now:
+            continue
+        try:
+            snapshot = capture_snapshot(client, rec.run_id, workspace_host=rec.workspace, store=None)
+        except Exception as exc:  # noqa: BLE001 - one run's trouble must not stop the others
+            log.warning("cannot re-read run %s for its due action: %s", rec.run_id, exc)
+            continue
+        if snapshot.decision_key != rec.decision_key:
+            rec.status = "duplicate"
+            rec.action_result = {"status": "superseded: the run was repaired or rerun meanwhile"}
+            store.update(rec)
+            continue
+        decision = _decision_of(rec)
+        plan = plan_action(snapshot, decision, settings, now_ms=now)
+        decision = effective_decision(decision, plan)
+        result = _act(rec, snapshot, decision, plan, settings, client=client, store=store, notifier=notifier)
+        done.append(result.record)
+    return done
+
+
+def _decision_of(rec: DecisionRecord) -> Decision:
+    from shared.models import Action, Category
+
+    d = rec.decision or {}
+    return Decision(
+        category=Category(rec.category), action=Action(rec.action), confidence=rec.confidence,
+        decided_by=rec.decided_by, reason=rec.reason, excerpt=rec.excerpt,
+        deciding_task=d.get("deciding_task"), failed_tasks=tuple(d.get("failed_tasks") or ()),
+        evidence=tuple(d.get("evidence") or ()), params=dict(d.get("params") or {}),
+        suggested_fix=d.get("suggested_fix", ""), fingerprint=rec.fingerprint,
+    )
+
+
+def report_triage_failure(run_id: int, error: str, settings: Settings, *, store: Any, notifier: Any = None,
+                          workspace: str = "", job_id: str = "nojob") -> DecisionRecord:
+    """Triage itself failed for a run (poison message): escalate, so nothing is dropped silently."""
+    from shared.models import Action, Category
+
+    reason = _redact(f"triage failed for run {run_id}: {error}")[:2000]
+    decision = Decision(Category.UNKNOWN, Action.ESCALATE, 0.0, "policy", reason)
+    record = DecisionRecord(decision_key=f"{run_id}-triage-failed", job_id=str(job_id or "nojob"), run_id=int(run_id),
+                            workspace=workspace, category="UNKNOWN", action="ESCALATE", decided_by="policy",
+                            reason=reason, mode=settings.mode, status="decided", decision=decision.to_dict())
+    claim = store.claim(record)
+    if not claim.won:
+        return claim.record
+    record = claim.record
+    snapshot = _stub_snapshot(run_id, workspace, job_id)
+    result = notifier.notify(snapshot, decision, record) if notifier is not None else {"status": "not configured"}
+    record.notification = _redact_obj(dict(result))
+    record.status = "failed" if record.notification.get("status") == "failed" else "acted"
+    upd = store.update(record)
+    return upd.record if upd.ok else record
+
+
+def _stub_snapshot(run_id: int, workspace: str, job_id: str) -> Snapshot:
+    from shared.snapshot import parse_snapshot
+
+    run = {"run_id": int(run_id), "state": {"life_cycle_state": "INTERNAL_ERROR", "state_message": "triage failed"}}
+    if job_id and job_id != "nojob" and str(job_id).isdigit():
+        run["job_id"] = int(job_id)
+    return parse_snapshot({"run": run, "workspace_host": workspace})

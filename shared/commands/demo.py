@@ -1,0 +1,125 @@
+"""``python -m shared demo`` (``make demo``): the whole product locally, no cloud account.
+
+Starts a local fake Databricks workspace (real HTTP on loopback) serving the bundled example
+failures in ``examples/``, triages each through the same client, store and pipeline production
+uses (shadow mode, a local SQLite store), prints what it decided and the exact request it
+would have sent, shows that a second delivery does not act twice, writes email previews, and
+shows the webhook path: a Databricks failure notification posted to the webhook handler,
+queued, and triaged by the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+__all__ = ["register", "run"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="run the pipeline on the bundled examples against a local fake workspace")
+    p.add_argument("--examples", default=str(ROOT / "examples"), help="folder of snapshots to serve")
+    p.add_argument("--out", default="demo-out", help="where the store and email previews go")
+    p.set_defaults(run=run)
+
+
+def _request_summary(req: dict | None) -> str:
+    if not req:
+        return "-"
+    body = req.get("body") or {}
+    keys = {k: body[k] for k in ("rerun_all_failed_tasks", "rerun_tasks", "latest_repair_id",
+                                 "performance_target", "idempotency_token") if k in body}
+    if "tasks" in body:
+        sizes = []
+        for t in body["tasks"]:
+            nc = t.get("new_cluster") or {}
+            w = nc.get("num_workers", (nc.get("autoscale") or {}).get("max_workers"))
+            sizes.append(f"{t.get('task_key')}:{nc.get('node_type_id', '?')}x{w}")
+        keys["tasks"] = sizes
+    return f"{req.get('method')} {req.get('path')} {json.dumps(keys, separators=(',', ':'))}"
+
+
+def run(args, ctx) -> int:
+    import sys
+
+    sys.path.insert(0, str(ROOT))  # the fake workspace lives with the tests
+    from tests.fakes.databricks import FakeDatabricks
+
+    from shared.commands.classify import render_table
+    from shared.config import Settings
+    from shared.databricks import DatabricksClient, PatCredential
+    from shared.notify import render_email
+    from shared.snapshot import iter_snapshot_paths, load_snapshot
+    from shared.store import open_store
+    from shared.triage import triage_run
+
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "emails").mkdir(parents=True)
+    settings = Settings.from_env({"TRIAGE_MODE": "shadow", "TRIAGE_STORAGE": f"sqlite:///{out / 'triage.db'}",
+                                  "TRIAGE_NODE_TYPE_LADDER": "Standard_DS3_v2,Standard_DS4_v2,Standard_DS5_v2",
+                                  "TRIAGE_MAX_WORKERS": "16", "TRIAGE_PUBLIC_BASE_URL": "https://triage.example.net"})
+    paths = list(iter_snapshot_paths([args.examples]))
+    snapshots = {load_snapshot(p).run_id: load_snapshot(p) for p in paths}
+    with FakeDatabricks() as fake, open_store(settings) as store:
+        fake.load_all(paths)
+        client = DatabricksClient(fake.url, PatCredential(fake.token))
+        ctx.stdout.write(f"Local fake Databricks workspace at {fake.url} serving {len(paths)} failed runs "
+                         f"from {args.examples}\nMode: shadow (decisions recorded, nothing sent). "
+                         f"Store: {settings.storage}\n\n")
+        # The retry ledger lives in the store: seed it from the examples' recorded history, so a
+        # run that was already retried three times shows the retry limit at work.
+        from shared.capture import lineage_of
+
+        for snap in snapshots.values():
+            if snap.prior_retries:
+                store.incr("lineage", lineage_of(snap.run), by=snap.prior_retries)
+        rows = []
+        for run_id, snap in snapshots.items():
+            result = triage_run(run_id, settings, client=client, store=store, use_llm=False, workspace=fake.url)
+            rec = result.record
+            rows.append({"run": snap.case_id, "category": rec.category, "action": rec.action,
+                         "conf": f"{rec.confidence:.2f}",
+                         "would send": _request_summary((rec.action_request.get("requests") or [None])[0])
+                         if rec.action in ("RETRY", "RETRY_WITH_NEW_PARAMS") else
+                         f"email ({rec.action_request.get('notify') or 'owner'})" if rec.action in ("SEND_EMAIL", "ESCALATE")
+                         else "-"})
+            if rec.action in ("SEND_EMAIL", "ESCALATE"):
+                from shared.triage import _decision_of
+
+                email = render_email(snap, _decision_of(rec), rec, settings=settings,
+                                     links={"correct": "https://triage.example.net/api/feedback/<signed-token>",
+                                            "wrong": "https://triage.example.net/api/feedback/<signed-token>"})
+                (out / "emails" / f"{snap.case_id}.html").write_text(email.html, encoding="utf-8")
+        ctx.stdout.write(render_table(rows, columns=("run", "category", "action", "conf", "would send"),
+                                      widths={"would send": 110}) + "\n\n")
+        writes = fake.writes
+        ctx.stdout.write(f"Requests that changed anything in the workspace: {len(writes)} (shadow mode sends none).\n")
+
+        again = [triage_run(r, settings, client=client, store=store, use_llm=False, workspace=fake.url)
+                 for r in list(snapshots)[:3]]
+        ctx.stdout.write("Delivered again: " + "; ".join(
+            f"{a.record.decision_key} -> {'duplicate, not acted again' if a.duplicate else 'NEW DECISION'}" for a in again)
+            + "\n")
+        ctx.stdout.write(f"Email previews for the decisions that need a person: {out / 'emails'}/*.html "
+                         f"({len(list((out / 'emails').glob('*.html')))} files)\n")
+        _webhook_demo(ctx, settings, fake, store, client)
+    ctx.stdout.write(f"\nDecisions are in {out / 'triage.db'}: try "
+                     f"'TRIAGE_STORAGE=sqlite:///{out / 'triage.db'} .venv/bin/python -m shared decisions list'\n")
+    return 0
+
+
+def _webhook_demo(ctx, settings, fake, store, client) -> None:
+    try:
+        from shared.demo_webhook import demo_webhook
+    except ModuleNotFoundError as exc:
+        if exc.name != "shared.demo_webhook":
+            raise
+        return
+    ctx.stdout.write("\nWebhook path:\n")
+    for line in demo_webhook(settings, fake=fake, store=store, client=client):
+        ctx.stdout.write(f"  {line}\n")
