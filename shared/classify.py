@@ -65,8 +65,10 @@ def match_text(text: str, task_key: str | None = None) -> tuple[list[Evidence], 
     """Evidence from error text; returns (evidence, root-cause excerpt)."""
     rc = extract(text)
     out: list[Evidence] = []
+    # Delta prefixes many Spark classes (DELTA_INSERT_COLUMN_ARITY_MISMATCH): try both spellings.
+    classes = list(rc.error_classes) + [c[len("DELTA_"):] for c in rc.error_classes if c.startswith("DELTA_")]
     for kind, values in (
-        (EvidenceKind.ERROR_CLASS, rc.error_classes),
+        (EvidenceKind.ERROR_CLASS, classes),
         (EvidenceKind.SQLSTATE, rc.sqlstates),
         (EvidenceKind.EXCEPTION, rc.exceptions),
     ):

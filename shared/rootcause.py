@@ -32,6 +32,9 @@ _CAUSE_HINT = re.compile(r"Caused by|Exception|Error|Traceback|FAILED|SQLSTATE|\
 # [ERROR_CLASS] or [ERROR_CLASS.SUB_CLASS]: upper case with at least one underscore,
 # or one of a few single-word classes; log levels in brackets are not error classes.
 _ERROR_CLASS = re.compile(r"\[([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+(?:\.[A-Z0-9_]+)*)\]")
+# Unity Catalog and REST errors name their class as "ErrorClass=TABLE_DOES_NOT_EXIST.RESOURCE_DOES_NOT_EXIST"
+# or "error_code": "INVALID_PARAMETER_VALUE".
+_ERROR_CLASS_KV = re.compile(r"(?:ErrorClass=|\berror_code\W{1,4})([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+(?:\.[A-Z0-9_]+)*)")
 _SQLSTATE = re.compile(r"SQLSTATE\s*[:=]?\s*\(?\s*([0-9A-Z]{5})\b")
 # Exception and error type names (qualified or not).
 _EXC = re.compile(
@@ -115,7 +118,7 @@ def extract(text: str) -> RootCause:
             simple.append(s)
 
     classes: list[str] = []
-    for m in _ERROR_CLASS.finditer(bounded):
+    for m in (*_ERROR_CLASS.finditer(bounded), *_ERROR_CLASS_KV.finditer(bounded)):
         c = m.group(1)
         if c not in classes:
             classes.append(c)

@@ -168,6 +168,13 @@ RULES: tuple[Rule, ...] = (
       r"CONNECTION_.*|NETWORK_.*",
       C.NETWORK, 0.82, "TEMPORARILY_UNAVAILABLE"),
     R("class.internal", K.ERROR_CLASS, r"INTERNAL_ERROR.*", C.INFRASTRUCTURE, 0.6, "INTERNAL_ERROR"),
+    R("class.does-not-exist", K.ERROR_CLASS, r"(TABLE|SCHEMA|CATALOG|VOLUME|PATH|LOCATION)_DOES_NOT_EXIST.*|"
+      r".*_(TABLE|SCHEMA|PATH|FILE|LOCATION)_NOT_FOUND.*", C.DATA, 0.9, "TABLE_DOES_NOT_EXIST.RESOURCE_DOES_NOT_EXIST"),
+    R("class.resource-missing", K.ERROR_CLASS, r"RESOURCE_DOES_NOT_EXIST.*|NOT_FOUND|FEATURE_DISABLED.*",
+      C.CONFIGURATION, 0.75, "RESOURCE_DOES_NOT_EXIST"),
+    # Any other error class: Spark names user errors this way far more often than platform ones.
+    # Low confidence on purpose: the model (when configured) is asked, and nothing is retried.
+    R("class.other", K.ERROR_CLASS, r"[A-Z][A-Z0-9_.]*", C.CODE, 0.55, "SOME_NEW_ERROR_CLASS"),
 
     # ---- SQLSTATEs ------------------------------------------------------------------------------
     R("sqlstate.permission", K.SQLSTATE, r"42501|28000|28P01|42000A", C.PERMISSION, 0.9, "42501"),
@@ -181,6 +188,9 @@ RULES: tuple[Rule, ...] = (
     R("sqlstate.connection", K.SQLSTATE, r"08[0-9A-Z]{3}", C.NETWORK, 0.8, "08001"),
     R("sqlstate.concurrency", K.SQLSTATE, r"40001|40P01|2D521", C.CONCURRENCY, 0.85, "40001"),
     R("sqlstate.timeout", K.SQLSTATE, r"57014|HYT00|HYT01", C.TIMEOUT, 0.85, "HYT00"),
+    R("sqlstate.system", K.SQLSTATE, r"XX[0-9A-Z]{3}|58[0-9A-Z]{3}", C.INFRASTRUCTURE, 0.6, "XX000"),
+    R("sqlstate.class42", K.SQLSTATE, r"42[0-9A-Z]{3}", C.CODE, 0.7, "42K05"),
+    R("sqlstate.class22", K.SQLSTATE, r"22[0-9A-Z]{3}", C.DATA, 0.7, "22P05"),
 
     # ---- exception types along the cause chain -----------------------------------------------
     R("exc.oom", K.EXCEPTION, r"OutOfMemoryError|OutOfMemorySparkException|SparkOutOfMemoryError|MemoryError|"
@@ -260,6 +270,10 @@ RULES: tuple[Rule, ...] = (
       r"\bLogin failed for user\b|\bcredentials? (were|was|are|is) (not|in)valid|\bexpired (credentials|token)\b|"
       r"\bPERMISSION_DENIED\b|\bUNAUTHENTICATED\b|\bInvalidAuthenticationInfo\b|\bAADSTS\d+",
       C.PERMISSION, 0.88, "Invalid access token."),
+    R("text.http-client-auth", K.PHRASE, r"\b40[13] Client Error\b|\bStatus(Code)?[=: ]+40[13]\b|"
+      r"\busing anonymous credentials\b|\bServer failed to authenticate the request\b|"
+      r"\bAuthenticationFailed\b|\bInvalidAccessKeyId\b|\bSignatureDoesNotMatch\b|\bExpiredToken\b",
+      C.PERMISSION, 0.88, "requests.exceptions.HTTPError: 403 Client Error: Forbidden for url"),
     R("text.forbidden-storage", K.PHRASE, r"\bAmazonS3Exception: Forbidden\b|\bAccess Denied \(Service: Amazon S3|"
       r"\bThis request is not authorized to perform this operation\b|\bAuthorizationPermissionMismatch",
       C.PERMISSION, 0.92, "com.amazonaws.services.s3.model.AmazonS3Exception: Forbidden; request: HEAD"),
@@ -344,7 +358,9 @@ RULES: tuple[Rule, ...] = (
       r"\binit script .{0,120}? (failed|exited)\b|\bDOCKER_IMAGE_PULL_FAILURE\b|\bCluster .{1,60}? does not exist\b|"
       r"\bUnity Catalog is not enabled\b|\bnot supported on (shared|serverless)\b|\bis not allowed in (shared|serverless)\b|"
       r"\bRepo .{1,80}? not found\b|\bGit .{0,40}?(checkout|clone) failed\b|\binvalid (git )?(branch|reference)\b|"
-      r"\bmissing (required )?(environment variable|config(uration)? key|parameter)\b|\bUnknown (config|configuration) key\b",
+      r"\bmissing (required )?(environment variable|config(uration)? key|parameter)\b|\bUnknown (config|configuration) key\b|"
+      r"\bInvalid configuration value detected\b|\bFailure to initiali[sz]e configuration\b|\bKeyProviderException\b|"
+      r"\bNo such (secret|scope)\b|\bcluster policy\b.{0,80}\b(violat|invalid|not allowed)",
       C.CONFIGURATION, 0.86, "Notebook not found: /Repos/etl/main"),
     # RESOURCE
     R("text.oom", K.PHRASE,
@@ -388,6 +404,10 @@ RULES: tuple[Rule, ...] = (
       r"\bECONNREFUSED\b|\bSSL(Error|EOFError|Exception)\b|\bEOF occurred in violation of protocol\b|"
       r"\bunexpected end of stream\b|\bPremature EOF\b|\bfailed to respond\b",
       C.NETWORK, 0.82, "java.net.SocketException: Connection reset"),
+    R("text.http-server-error", K.PHRASE, r"\b50[0234] Server Error\b|\bMax retries exceeded with url\b|"
+      r"\bFailed to connect to\b|\bFailed to establish a new connection\b|\bbecame unreachable\b.{0,40}\b(502|503|504)\b|"
+      r"\bUNAVAILABLE\b.{0,80}\b(grpc|rpc|channel)\b|\bgrpc\b.{0,80}\bUNAVAILABLE\b",
+      C.NETWORK, 0.8, "requests.exceptions.HTTPError: 503 Server Error: Service Unavailable for url"),
     R("text.throttled", K.PHRASE,
       r"\b503 Slow Down\b|\bSlow ?Down\b.{0,40}\b503\b|\bStatus Code: 503\b|\b503 Service Unavailable\b|"
       r"\bService Unavailable\b|\bServer ?Busy\b|\bThe server is busy\b|\bover the account limit\b|"
@@ -414,6 +434,11 @@ RULES: tuple[Rule, ...] = (
       r"\bcontact Databricks support\b.{0,80}\bpersists\b|\bSERVICE_FAULT\b|\bBOOTSTRAP_TIMEOUT\b(?!_DUE_TO_MISCONFIG)|"
       r"\bInstance bootstrap failed\b|\bunexpected launch failure\b|\bContainer launch failed\b",
       C.INFRASTRUCTURE, 0.86, "Cluster 1102-043337-abc was terminated while waiting on it to be ready"),
+    R("text.cluster-fault", K.PHRASE,
+      r"\b[A-Z][A-Z_]{3,}\s*\((SERVICE_FAULT|CLOUD_FAILURE)\)|\bCluster became unreachable\b|"
+      r"\bSparkContext (was|has been) (shut down|stopped)\b|\bCannot call methods on a stopped SparkContext\b|"
+      r"\bUnable to instantiate .{0,40}HiveMetaStoreClient\b",
+      C.INFRASTRUCTURE, 0.8, "Cluster terminated. Reason: DRIVER_UNREACHABLE (SERVICE_FAULT)"),
     R("text.platform-not-ready", K.PHRASE,
       r"\bfilesystem is not ready\b|\bnot fully initialized yet\b|\bMETASTORE_COMPONENT_UNHEALTHY\b|"
       r"\bmetastore (is )?(down|unavailable|unhealthy)\b|\bworkspace is (temporarily )?unavailable\b",

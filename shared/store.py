@@ -13,6 +13,8 @@ No Azure SDK exception leaves this module family: conflicts are typed results
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -28,6 +30,8 @@ __all__ = [
     "Store",
     "open_store",
 ]
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 STATUSES = ("decided", "acting", "acted", "failed", "duplicate")
@@ -187,7 +191,79 @@ class Store(ABC):
         self.close()
 
 
-def open_store(settings: Any) -> Store:
+def _storage_choice(settings: Any) -> tuple[str, str, str]:
+    """(backend, value, setting) for the settings: backend is "tables-key" (connection string),
+    "tables-identity" (account URL) or "sqlite" (file path); setting is the name to check."""
+    from shared.errors import ConfigError
+
+    storage = (getattr(settings, "storage", "") or "").strip()
+    setting = "TRIAGE_STORAGE"
+    if not storage:
+        extra = getattr(settings, "extra", None) or {}
+        webjobs = (getattr(settings, "azure_webjobs_storage", "") or "").strip()
+        if webjobs:
+            storage, setting = webjobs, "AzureWebJobsStorage"
+        elif (extra.get("AzureWebJobsStorage__tableServiceUri") or "").strip():
+            storage = extra["AzureWebJobsStorage__tableServiceUri"].strip()
+            setting = "AzureWebJobsStorage__tableServiceUri"
+        elif (extra.get("AzureWebJobsStorage__accountName") or "").strip():
+            storage = f"https://{extra['AzureWebJobsStorage__accountName'].strip()}.table.core.windows.net"
+            setting = "AzureWebJobsStorage__accountName"
+        else:
+            return "sqlite", os.path.join(".triage", "triage.db"), setting
+    if storage.startswith("sqlite:///"):
+        path = storage[len("sqlite:///"):]
+        if not path or path == ":memory:":
+            raise ConfigError(f"{setting}: give a database file, e.g. sqlite:///.triage/triage.db")
+        return "sqlite", path, setting
+    if storage.startswith("https://"):
+        return "tables-identity", storage, setting
+    lowered = storage.lower()
+    if "=" in storage and any(k in lowered for k in ("usedevelopmentstorage", "accountname", "tableendpoint",
+                                                     "sharedaccesssignature")):
+        return "tables-key", storage, setting
+    raise ConfigError(f"{setting}: not an Azure Storage connection string, an https:// table account URL "
+                      "or a sqlite:/// URL")
+
+
+def open_store(settings: Any, *, check: bool = True, credential: Any = None, **options: Any) -> Store:
     """Pick the backend from settings.storage (TRIAGE_STORAGE), else AzureWebJobsStorage,
-    else a SQLite file under ./.triage/. Raises StoreUnavailable naming the setting to check."""
-    raise NotImplementedError("built by the decision-store issue")
+    else a SQLite file under ./.triage/. Raises StoreUnavailable naming the setting to check.
+
+    ``check`` (default) creates the tables and so proves the store is reachable. ``credential``
+    replaces DefaultAzureCredential for an account URL; ``options`` go to the Table Storage
+    client (e.g. ``retry_total``, ``retry_backoff_factor``, ``table_prefix``)."""
+    from shared.errors import StoreError, StoreUnavailable
+
+    backend, value, setting = _storage_choice(settings)
+    if backend == "sqlite":
+        from shared._store_sqlite import SqliteStore
+
+        store: Store = SqliteStore(value)
+        where = str(getattr(store, "path", value))
+    else:
+        from shared._store_tables import TablesStore
+
+        try:
+            if backend == "tables-identity":
+                if credential is None:
+                    from azure.identity import DefaultAzureCredential
+
+                    credential = DefaultAzureCredential()
+                store = TablesStore(value, credential, **options)
+            else:
+                store = TablesStore.from_connection_string(value, **options)
+        except ValueError as exc:
+            from shared.errors import ConfigError
+
+            raise ConfigError(f"{setting}: {exc}") from exc
+        where = getattr(store, "endpoint", "")
+    if check:
+        try:
+            store.check()  # type: ignore[attr-defined]
+        except StoreError as exc:
+            store.close()
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StoreUnavailable(f"the decision store at {where} is unreachable; check {setting} ({reason})") from exc
+    log.info("decision store: %s", store)
+    return store
