@@ -89,6 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(ctx: Context, *, debug: bool) -> None:
+    """Warnings (everything with --debug) to stderr, redacted; the Azure SDKs' chatter (e.g. every
+    credential DefaultAzureCredential tried) only with --debug, so errors stay one line."""
+    import logging
+
+    from shared.redact import RedactingFilter
+
+    handler = logging.StreamHandler(ctx.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_triage_cli", False)]:
+        root.removeHandler(old)
+    handler._triage_cli = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    for noisy in ("azure", "urllib3", "httpx", "openai"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.CRITICAL)
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
          stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
     ctx = Context(env=dict(os.environ if env is None else env),
@@ -102,6 +122,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return int(exc.code or 0)
     finally:
         sys.stderr = old_err
+    _configure_logging(ctx, debug=args.debug)
     try:
         return int(args.run(args, ctx))
     except KeyboardInterrupt:
