@@ -1,0 +1,177 @@
+"""The pipeline end to end: fake Databricks workspace over real HTTP, SQLite store."""
+
+import threading
+
+import pytest
+
+from shared.actions import NullNotifier
+from shared.config import Settings
+from shared.databricks import DatabricksClient, PatCredential, RetryPolicy
+from shared.models import Action, Category
+from shared.store import open_store
+from shared.triage import act_due, report_triage_failure, triage_run
+from tests.fakes.databricks import status_fault
+from tests.helpers import CORPUS, corpus_doc
+
+
+class RecordingNotifier:
+    def __init__(self):
+        self.calls = []
+
+    def notify(self, snapshot, decision, record):
+        self.calls.append((snapshot.run_id, decision.action.value, record.decision_key))
+        return {"status": "sent", "to": ["owner@example.com"]}
+
+
+@pytest.fixture
+def store(tmp_path):
+    with open_store(Settings.from_env({"TRIAGE_STORAGE": f"sqlite:///{tmp_path / 't.db'}"})) as s:
+        yield s
+
+
+@pytest.fixture
+def client(fake_databricks):
+    policy = RetryPolicy(deadline_s=5, sleep=lambda s: None, jitter=False)
+    with DatabricksClient(fake_databricks.url, PatCredential(fake_databricks.token), retry=policy) as c:
+        yield c
+
+
+def _settings(**env):
+    return Settings.from_env({"TRIAGE_MAX_WORKERS": "16", **env})
+
+
+def _load(fake, case):
+    doc = corpus_doc(case)
+    doc.pop("history", None)
+    return fake.load(doc)
+
+
+def test_triage_transient_failure_one_valid_repair(fake_databricks, client, store):
+    run_id = _load(fake_databricks, "dev-043")
+    result = triage_run(run_id, _settings(TRIAGE_MODE="act"), client=client, store=store, act_now=True)
+    rec = result.record
+    assert (rec.category, rec.action, rec.status) == ("TIMEOUT", "RETRY", "acted")
+    repairs = fake_databricks.requests_to("runs/repair")
+    assert len(repairs) == 1 and repairs[0].body["run_id"] == run_id
+    assert repairs[0].body.get("rerun_all_failed_tasks") or repairs[0].body.get("rerun_tasks")
+    assert "repair_id" in rec.action_result
+    assert store.retries(str(run_id)) == 1
+
+
+def test_triage_oom_on_job_cluster_submits_doubled_workers_with_idempotency_token(fake_databricks, client, store):
+    run_id = _load(fake_databricks, "dev-055")
+    result = triage_run(run_id, _settings(TRIAGE_MODE="act"), client=client, store=store, act_now=True)
+    assert result.record.action == "RETRY_WITH_NEW_PARAMS" and result.record.status == "acted"
+    [submit] = fake_databricks.requests_to("runs/submit")
+    assert submit.body["idempotency_token"] == result.record.decision_key
+    original = {c["job_cluster_key"]: c["new_cluster"] for c in corpus_doc("dev-055")["run"]["job_clusters"]}
+    workers = [t["new_cluster"]["num_workers"] for t in submit.body["tasks"]]
+    assert workers and all(w == 2 * next(iter(original.values()))["num_workers"] for w in workers)
+    assert not fake_databricks.requests_to("runs/repair")
+
+
+def test_triage_permission_error_never_writes_to_databricks(fake_databricks, client, store):
+    run_id = _load(fake_databricks, "dev-001")
+    notifier = RecordingNotifier()
+    result = triage_run(run_id, _settings(TRIAGE_MODE="act"), client=client, store=store, notifier=notifier,
+                        act_now=True)
+    assert result.record.category == "PERMISSION" and result.record.action == "SEND_EMAIL"
+    assert fake_databricks.writes == []
+    assert notifier.calls == [(run_id, "SEND_EMAIL", result.record.decision_key)]
+    assert result.record.notification["status"] == "sent"
+
+
+def test_triage_survives_429_and_503_on_first_calls(fake_databricks, client, store):
+    run_id = _load(fake_databricks, "dev-043")
+    fake_databricks.inject("runs/get", status_fault(429, retry_after=0), status_fault(503))
+    fake_databricks.inject("runs/repair", status_fault(503))
+    result = triage_run(run_id, _settings(TRIAGE_MODE="act"), client=client, store=store, act_now=True)
+    assert result.record.status == "acted"
+    assert len([r for r in fake_databricks.requests_to("runs/repair")]) >= 1
+    assert store.get(result.record.decision_key, result.record.job_id).action_result.get("repair_id")
+
+
+def test_triage_same_run_twice_does_not_write_twice(fake_databricks, client, store):
+    run_id = _load(fake_databricks, "dev-058")
+    s = _settings(TRIAGE_MODE="act")
+    first = triage_run(run_id, s, client=client, store=store, act_now=True)
+    # The repair has not finished yet (the fake leaves the run running): the same attempt arrives again.
+    second = triage_run(run_id, s, client=client, store=store, act_now=True)
+    assert first.acted and not first.duplicate
+    assert second.duplicate or second.record.decision_key != first.record.decision_key
+    assert len(fake_databricks.requests_to("runs/repair")) == 1
+
+
+def test_triage_concurrent_deliveries_act_once(fake_databricks, fake_databricks_env, store, tmp_path):
+    run_id = _load(fake_databricks, "dev-069")
+    s = _settings(TRIAGE_MODE="act")
+    results = []
+
+    def deliver():
+        with DatabricksClient(fake_databricks.url, PatCredential(fake_databricks.token)) as c:
+            results.append(triage_run(run_id, s, client=c, store=store, act_now=True))
+
+    threads = [threading.Thread(target=deliver) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.acted for r in results) == 1
+    assert len(fake_databricks.requests_to("runs/repair")) == 1
+
+
+def test_triage_shadow_mode_records_request_sends_nothing(fake_databricks, client, store):
+    run_id = _load(fake_databricks, "dev-043")
+    result = triage_run(run_id, _settings(), client=client, store=store)
+    rec = result.record
+    assert rec.mode == "shadow" and rec.status == "decided"
+    assert rec.action_request["requests"][0]["path"].endswith("/jobs/runs/repair")
+    assert fake_databricks.writes == []
+
+
+def test_triage_job_tag_shadow_keeps_job_in_shadow_when_app_acts(fake_databricks, client, store):
+    doc = corpus_doc("dev-043")
+    doc["job"]["settings"]["tags"]["triage.mode"] = "shadow"
+    run_id = fake_databricks.load(doc)
+    result = triage_run(run_id, _settings(TRIAGE_MODE="act"), client=client, store=store, act_now=True)
+    assert result.record.mode == "shadow" and fake_databricks.writes == []
+
+
+def test_triage_backoff_waits_then_act_due_acts(fake_databricks, client, store):
+    run_id = _load(fake_databricks, "dev-065")
+    s = _settings(TRIAGE_MODE="act")
+    result = triage_run(run_id, s, client=client, store=store)
+    assert result.record.status == "decided" and result.record.not_before > 0
+    assert fake_databricks.writes == []
+    assert act_due(s, client=client, store=store, now=result.record.not_before - 1) == []
+    done = act_due(s, client=client, store=store, now=result.record.not_before + 1)
+    assert [r.status for r in done] == ["acted"]
+    assert len(fake_databricks.requests_to("runs/repair")) == 1
+    assert act_due(s, client=client, store=store, now=result.record.not_before + 2) == []
+
+
+def test_triage_retry_limit_from_store_escalates(fake_databricks, client, store):
+    run_id = _load(fake_databricks, "dev-043")
+    for _ in range(3):
+        store.add_retry(str(run_id))
+    notifier = RecordingNotifier()
+    result = triage_run(run_id, _settings(TRIAGE_MODE="act"), client=client, store=store, notifier=notifier,
+                        act_now=True)
+    assert result.record.action == "ESCALATE" and "retry limit reached: 3 of 3" in result.record.reason
+    assert fake_databricks.writes == []
+
+
+def test_report_triage_failure_escalates_once(store):
+    notifier = RecordingNotifier()
+    s = _settings()
+    a = report_triage_failure(42, "DatabricksUnavailable: gave up", s, store=store, notifier=notifier)
+    b = report_triage_failure(42, "DatabricksUnavailable: gave up", s, store=store, notifier=notifier)
+    assert a.action == "ESCALATE" and a.decision_key == b.decision_key == "42-triage-failed"
+    assert len(notifier.calls) == 1 and "triage failed for run 42" in a.reason
+
+
+def test_triage_null_notifier_records_not_configured(fake_databricks, client, store):
+    run_id = _load(fake_databricks, "dev-015")
+    result = triage_run(run_id, _settings(TRIAGE_MODE="act"), client=client, store=store,
+                        notifier=NullNotifier(), act_now=True)
+    assert result.record.notification == {"status": "not configured"}
