@@ -23,7 +23,8 @@ from shared.policy import enforce
 from shared.snapshot import Snapshot
 from shared.store import DecisionRecord, now_ms
 
-__all__ = ["decide", "TriageResult", "triage_run", "triage_snapshot", "act_due", "report_triage_failure", "new_record"]
+__all__ = ["decide", "TriageResult", "triage_run", "triage_snapshot", "act_due", "report_triage_failure", "new_record",
+           "retry_notifications", "decision_of_record"]
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ def act_due(settings: Settings, *, client: Any, store: Any, notifier: Any = None
             rec.action_result = {"status": "superseded: the run was repaired or rerun meanwhile"}
             store.update(rec)
             continue
-        decision = _decision_of(rec)
+        decision = decision_of_record(rec)
         plan = plan_action(snapshot, decision, settings, now_ms=now)
         decision = effective_decision(decision, plan)
         result = _act(rec, snapshot, decision, plan, settings, client=client, store=store, notifier=notifier)
@@ -253,7 +254,7 @@ def act_due(settings: Settings, *, client: Any, store: Any, notifier: Any = None
     return done
 
 
-def _decision_of(rec: DecisionRecord) -> Decision:
+def decision_of_record(rec: DecisionRecord) -> Decision:
     from shared.models import Action, Category
 
     d = rec.decision or {}
@@ -264,6 +265,33 @@ def _decision_of(rec: DecisionRecord) -> Decision:
         evidence=tuple(d.get("evidence") or ()), params=dict(d.get("params") or {}),
         suggested_fix=d.get("suggested_fix", ""), fingerprint=rec.fingerprint,
     )
+
+
+def retry_notifications(settings: Settings, *, client: Any, store: Any, notifier: Any,
+                        now: int | None = None, lookback_s: int = 2 * 86400) -> list[DecisionRecord]:
+    """Send again the emails that failed (or were never recorded): called by every sweep, so a
+    failed send is retried, never lost. The notifier sends at most one email per decision key."""
+    from shared.capture import capture_snapshot
+    from shared.notify import pending_notifications
+
+    if notifier is None:
+        return []
+    now = now or now_ms()
+    done: list[DecisionRecord] = []
+    for rec in pending_notifications(store, since_ms=now - lookback_s * 1000, now_ms=now):
+        if rec.decision_key.endswith("-triage-failed"):
+            snapshot = _stub_snapshot(rec.run_id, rec.workspace, rec.job_id)
+        else:
+            try:
+                snapshot = capture_snapshot(client, rec.run_id, workspace_host=rec.workspace, store=None)
+            except Exception as exc:  # noqa: BLE001 - one run's trouble must not stop the others
+                log.warning("cannot re-read run %s to resend its email: %s", rec.run_id, exc)
+                continue
+        rec.notification = _redact_obj(dict(notifier.notify(snapshot, decision_of_record(rec), rec)))
+        rec.status = "failed" if rec.notification.get("status") == "failed" else "acted"
+        upd = store.update(rec)
+        done.append(upd.record if upd.ok else rec)
+    return done
 
 
 def report_triage_failure(run_id: int, error: str, settings: Settings, *, store: Any, notifier: Any = None,

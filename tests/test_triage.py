@@ -175,3 +175,30 @@ def test_triage_null_notifier_records_not_configured(fake_databricks, client, st
     result = triage_run(run_id, _settings(TRIAGE_MODE="act"), client=client, store=store,
                         notifier=NullNotifier(), act_now=True)
     assert result.record.notification == {"status": "not configured"}
+
+
+class FlakyNotifier(RecordingNotifier):
+    def __init__(self, failures):
+        super().__init__()
+        self.failures = failures
+
+    def notify(self, snapshot, decision, record):
+        super().notify(snapshot, decision, record)
+        if self.failures:
+            self.failures -= 1
+            return {"status": "failed", "error": "ACS answered 503", "attempts": len(self.calls)}
+        return {"status": "sent", "to": ["owner@example.com"]}
+
+
+def test_retry_notifications_resends_failed_email_until_sent(fake_databricks, client, store):
+    from shared.triage import retry_notifications
+
+    run_id = _load(fake_databricks, "dev-015")
+    s = _settings(TRIAGE_MODE="act")
+    notifier = FlakyNotifier(failures=1)
+    first = triage_run(run_id, s, client=client, store=store, notifier=notifier, act_now=True)
+    assert first.record.status == "failed" and first.record.notification["status"] == "failed"
+    [again] = retry_notifications(s, client=client, store=store, notifier=notifier)
+    assert again.status == "acted" and again.notification["status"] == "sent"
+    assert retry_notifications(s, client=client, store=store, notifier=notifier) == []
+    assert len(notifier.calls) == 2

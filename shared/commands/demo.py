@@ -51,10 +51,10 @@ def run(args, ctx) -> int:
     from shared.commands.classify import render_table
     from shared.config import Settings
     from shared.databricks import DatabricksClient, PatCredential
-    from shared.notify import render_email
+    from shared.commands.email_preview import write_preview
     from shared.snapshot import iter_snapshot_paths, load_snapshot
     from shared.store import open_store
-    from shared.triage import triage_run
+    from shared.triage import decision_of_record, triage_run
 
     out = Path(args.out)
     if out.exists():
@@ -89,12 +89,7 @@ def run(args, ctx) -> int:
                          f"email ({rec.action_request.get('notify') or 'owner'})" if rec.action in ("SEND_EMAIL", "ESCALATE")
                          else "-"})
             if rec.action in ("SEND_EMAIL", "ESCALATE"):
-                from shared.triage import _decision_of
-
-                email = render_email(snap, _decision_of(rec), rec, settings=settings,
-                                     links={"correct": "https://triage.example.net/api/feedback/<signed-token>",
-                                            "wrong": "https://triage.example.net/api/feedback/<signed-token>"})
-                (out / "emails" / f"{snap.case_id}.html").write_text(email.html, encoding="utf-8")
+                write_preview(snap, decision_of_record(rec), settings, out / "emails" / f"{snap.case_id}.html")
         ctx.stdout.write(render_table(rows, columns=("run", "category", "action", "conf", "would send"),
                                       widths={"would send": 110}) + "\n\n")
         writes = fake.writes
