@@ -4,8 +4,12 @@
     ├── ConfigError                  a setting is missing or malformed (names the setting)
     ├── SnapshotError                a failure snapshot cannot be read (names the file)
     ├── SecretError                  a secret cannot be had (names the secret, never its value)
+    ├── RequestError                 an inbound webhook body or queue message is invalid (carries
+    │                                the HTTP status to answer: 400/401/413/415)
     ├── StoreError                   the decision store failed
-    │   └── StoreUnavailable         the store cannot be reached (names the setting to check)
+    │   ├── StoreUnavailable         the store cannot be reached (names the setting to check)
+    │   ├── DecisionNotFound         no decision is stored under that key (feedback, lookups)
+    │   └── QueueError               the triage request queue cannot be written (names the setting)
     └── ServiceError                 a remote service answered with an error or not at all
         ├── DatabricksError          carries status, Databricks' error_code, method and URL
         │   ├── DatabricksAuthError      401/403: the token or identity was refused
@@ -28,6 +32,9 @@ __all__ = [
     "SecretError",
     "StoreError",
     "StoreUnavailable",
+    "DecisionNotFound",
+    "QueueError",
+    "RequestError",
     "ServiceError",
     "DatabricksError",
     "DatabricksAuthError",
@@ -61,6 +68,25 @@ class StoreError(TriageError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached. The message names the setting to check."""
+
+
+class DecisionNotFound(StoreError):
+    """No decision is stored under the given key. The message names the key."""
+
+
+class QueueError(StoreError):
+    """The triage request queue cannot be written. The message names the setting to check."""
+
+
+class RequestError(TriageError):
+    """An inbound request (a webhook body, a queue message) is invalid. ``status`` is the HTTP
+    status to answer with (400 bad shape, 401 credentials, 413 too large, 415 content type);
+    the message says what is wrong and never echoes a credential."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
 
 
 class ServiceError(TriageError):
