@@ -64,7 +64,12 @@ def decide(
     if use_llm and (llm is not None or settings.llm_configured):
         from shared import llm as llm_mod
 
-        decision = llm_mod.consult(snapshot, classification, decision, settings, store=store, backend=llm)
+        history: list = []
+        corrections: list = []
+        if store is not None and llm_mod.should_consult(classification, settings):
+            history, corrections = _learning_context(store, snapshot, decision)
+        decision = llm_mod.consult(snapshot, classification, decision, settings, store=store, backend=llm,
+                                   history=history, corrections=corrections)
 
     failed_retries = 0
     if store is not None and decision.fingerprint:
@@ -78,6 +83,20 @@ def decide(
         failed_retries_of_fingerprint=failed_retries,
     )
     return decision
+
+
+def _learning_context(store: Any, snapshot: Snapshot, decision: Decision) -> tuple[list, list]:
+    """This job's recent decisions and the human corrections most like this failure, for the
+    prompt. Advisory: a store hiccup here never blocks a decision."""
+    try:
+        history = store.list(job_id=str(snapshot.job_id or "nojob"), limit=5)
+        from shared.feedback import corrections_for
+
+        corrections = corrections_for(store, decision)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not read the learning context for run %s: %s", snapshot.run_id, exc)
+        return [], []
+    return history, corrections
 
 
 def _failed_retries(store: Any, snapshot: Snapshot, fingerprint: str, settings: Settings) -> int:

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.plugins.azurite",
     "tests.plugins.databricks",
     "tests.plugins.openai",
+    "tests.plugins.learning",
 ]
