@@ -202,3 +202,26 @@ def test_retry_notifications_resends_failed_email_until_sent(fake_databricks, cl
     assert again.status == "acted" and again.notification["status"] == "sent"
     assert retry_notifications(s, client=client, store=store, notifier=notifier) == []
     assert len(notifier.calls) == 2
+
+
+def test_decide_prompt_carries_job_history_and_human_correction(fake_openai, store):
+    from shared.feedback import record_feedback
+    from shared.triage import decide, new_record
+    from tests.helpers import make_snapshot
+
+    settings = Settings.from_env({"OPENAI_BASE_URL": f"{fake_openai.url}/v1", "OPENAI_API_KEY": "fake-api-key",
+                                  "OPENAI_MODEL": "gpt-test"})
+    earlier = make_snapshot("Vendor file feed_17.csv rejected by the landing checker")
+    d = decide(earlier, settings, store=store, use_llm=False)
+    rec = new_record(earlier, d, settings)
+    assert store.claim(rec).won
+    record_feedback(store, rec.decision_key, "wrong", correct_action="SEND_EMAIL", correct_category="DATA",
+                    comment="landing checker rejections are vendor data problems", job_id=rec.job_id)
+
+    later = make_snapshot("Vendor file feed_18.csv rejected by the landing checker")
+    decided = decide(later, settings, store=store)
+    assert fake_openai.calls == 1
+    prompt = fake_openai.requests[0].user_message
+    assert "landing checker rejections are vendor data problems" in prompt   # the correction
+    assert d.category.value in prompt and "ESCALATE" in prompt                # this job's history
+    assert decided.llm is not None
