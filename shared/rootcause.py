@@ -139,7 +139,7 @@ def _is_informative(line: str) -> bool:
     s = line.strip()
     if not s or s.startswith("at ") or _PY_FRAME.match(s) or s.startswith(("---", "===", "~~~", "^")):
         return False
-    if s in ("Workload failed, see run output for details", "Driver stacktrace:", "Traceback (most recent call last):"):
+    if s in _CONNECTORS:
         return False
     return True
 
@@ -174,3 +174,11 @@ def _excerpt(lines: list[str]) -> str:
 
 
 _NOISE_PREFIXES = ("Py4JJavaError", "py4j.protocol.Py4JJavaError")
+# Lines that join or introduce parts of a trace and say nothing about the cause.
+_CONNECTORS = frozenset({
+    "Workload failed, see run output for details",
+    "Driver stacktrace:",
+    "Traceback (most recent call last):",
+    "The above exception was the direct cause of the following exception:",
+    "During handling of the above exception, another exception occurred:",
+})

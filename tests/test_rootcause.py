@@ -75,3 +75,11 @@ def test_extract_multi_megabyte_trace_is_bounded_and_keeps_cause():
 def test_extract_empty_text():
     rc = extract("")
     assert rc.excerpt == "" and rc.exceptions == ()
+
+
+def test_extract_excerpt_skips_trace_connector_lines():
+    text = ("AnalysisException: [INSUFFICIENT_PERMISSIONS] Insufficient privileges. SQLSTATE: 42501\n\n"
+            "The above exception was the direct cause of the following exception:\n\n"
+            "Workload failed, see run output for details\n")
+    assert "direct cause" not in extract(text).excerpt
+    assert "Workload failed" not in extract(text).excerpt
