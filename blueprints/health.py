@@ -1,0 +1,64 @@
+"""``GET /api/health`` (anonymous): is the app up, what version, which mode, what is configured.
+
+Only booleans and non-secret facts: no secret, no host name of a secret store, no storage
+account, no workspace URL. Nothing is called (no Key Vault, storage or Databricks round trip),
+so the probe is cheap and cannot be used to make the app call out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Mapping
+
+import azure.functions as func
+
+__all__ = ["bp", "health", "health_report"]
+
+log = logging.getLogger(__name__)
+
+bp = func.Blueprint()
+
+
+def health_report(env: Mapping[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) for the current settings: 200 when they parse, else 503."""
+    from shared import __version__
+    from shared.config import Settings
+    from shared.errors import TriageError
+
+    try:
+        settings = Settings.from_env(env)
+        from shared.runtime import workspaces
+
+        count = len(workspaces(settings))
+    except TriageError as exc:
+        log.error("health: the settings are not valid: %s", exc)
+        return 503, {"status": "misconfigured", "version": __version__,
+                     "error": "the app settings are not valid; see the function log"}
+    extra = settings.extra
+    storage = (settings.storage or settings.azure_webjobs_storage
+               or extra.get("AzureWebJobsStorage__tableServiceUri") or extra.get("AzureWebJobsStorage__accountName"))
+    return 200, {
+        "status": "ok",
+        "version": __version__,
+        "mode": settings.mode,
+        "integrations": {
+            "databricks": count > 0,
+            "databricks_workspaces": count,
+            "databricks_auth": settings.databricks_auth,
+            "storage": bool(storage) and not str(settings.storage).startswith("sqlite:"),
+            "llm": settings.llm_configured,
+            "email": bool(settings.email_sender and (settings.acs_endpoint or extra.get("ACS_CONNECTION_STRING")
+                                                     or settings.key_vault_url)),
+            "key_vault": bool(settings.key_vault_url),
+            "feedback_links": bool(settings.public_base_url),
+        },
+    }
+
+
+@bp.function_name("health")
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    status, body = health_report()
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json",
+                             headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})

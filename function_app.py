@@ -1,0 +1,20 @@
+"""Azure Functions entry point (Python v2 programming model): the app and its blueprints.
+
+    POST /api/databricks/webhook   blueprints/webhook.py   Databricks job notification -> queue
+    queue %TRIAGE_QUEUE_NAME%      blueprints/worker.py    triage one run
+    queue ...-poison               blueprints/worker.py    escalate a request the worker gave up on
+    timer %TRIAGE_SWEEP_SCHEDULE%  blueprints/sweep.py     catch what the webhook missed; due actions
+    GET  /api/health               blueprints/health.py    version, mode, configured integrations
+    /api/feedback...               blueprints/feedback.py  people's verdicts on decisions
+
+Importing this module does no I/O and imports no cloud SDK (see benchmarks/cold_start.py).
+"""
+
+import azure.functions as func
+
+from blueprints import feedback, health, sweep, webhook, worker
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+for _blueprint in (webhook.bp, worker.bp, sweep.bp, health.bp, feedback.bp):
+    app.register_functions(_blueprint)
