@@ -109,12 +109,32 @@ def run(args, ctx) -> int:
 
 
 def _webhook_demo(ctx, settings, fake, store, client) -> None:
-    try:
-        from shared.demo_webhook import demo_webhook
-    except ModuleNotFoundError as exc:
-        if exc.name != "shared.demo_webhook":
-            raise
-        return
+    """A Databricks failure notification, posted as a real HttpRequest to the webhook handler,
+    queued (in memory here; an Azure Storage queue in Azure), then triaged by the queue worker."""
+    from shared.config import Settings
+    from shared.demo_webhook import MemoryQueue, post_notification, sample_notification
+    from shared.runtime import open_runtime
+    from shared.snapshot import load_snapshot
+    from shared.worker import process_request
+
+    path = ROOT / "examples" / "webhook" / "dev-063.json"
+    snap = load_snapshot(path)
+    fake.load(path)
+    env = {**settings.extra, "DATABRICKS_HOST": fake.url, "DATABRICKS_TOKEN": fake.token}
+    wsettings = Settings.from_env(env)
+    queue = MemoryQueue()
+    payload = sample_notification(snap.run_id, job_id=snap.job_id, job_name=snap.job_name)
+    delivery = post_notification(payload, wsettings, queue=queue)
     ctx.stdout.write("\nWebhook path:\n")
-    for line in demo_webhook(settings, fake=fake, store=store, client=client):
-        ctx.stdout.write(f"  {line}\n")
+    ctx.stdout.write(f"  POST /api/databricks/webhook {payload['event_type']} run {snap.run_id} "
+                     f"-> HTTP {delivery.status} {delivery.body}\n")
+    ctx.stdout.write(f"  queued messages: {len(queue.messages)}\n")
+    with open_runtime(wsettings, store=store) as runtime:
+        for request in queue.requests():
+            outcome = process_request(request, wsettings, runtime=runtime)
+            rec = store.get(outcome.decision_key, str(snap.job_id))
+            ctx.stdout.write(f"  worker: run {request.run_id} -> {rec.category} -> {rec.action} "
+                             f"({rec.status}, mode {rec.mode}): {rec.reason}\n")
+        again = post_notification(payload, wsettings, queue=queue)
+        outcome = process_request(queue.requests()[-1], wsettings, runtime=runtime)
+        ctx.stdout.write(f"  the same notification again -> HTTP {again.status}, worker: {outcome.status}\n")
