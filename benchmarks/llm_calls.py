@@ -1,7 +1,7 @@
 """Model calls per 100 failures on a replayed stream with repetition, and prompt size, beside
 the naive design that asks the model about every failure.
 
-The stream: 100 failures of 14 jobs over a few days. Eight jobs fail in ways the rules know
+The stream: 100 failures drawn from 14 jobs. Eight jobs fail in ways the rules know
 (dev-corpus failures); six fail with application errors no rule knows (the long tail the model
 is for), each time with new ids, counts and timestamps in the text. The model is a local fake
 OpenAI-compatible server over real HTTP; the store is SQLite (cache and hourly budget live there).
