@@ -10,12 +10,7 @@ BENCHMARKS = ("classifier", "api_calls", "llm_calls", "cold_start")
 def main() -> int:
     failed = 0
     for name in BENCHMARKS:
-        try:
-            module = importlib.import_module(f"benchmarks.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"benchmarks.{name}":
-                continue
-            raise
+        module = importlib.import_module(f"benchmarks.{name}")
         print(f"\n=== {name}: {module.__doc__.strip().splitlines()[0]}")
         start = time.perf_counter()
         try:

@@ -27,6 +27,7 @@ from typing import Any, Mapping
 from shared.store import STATUSES, DecisionRecord, StateEntry
 
 __all__ = [
+    "prepare_state_write",
     "MAX_KEY_CHARS",
     "MAX_ID_UNITS",
     "SHORT_UNITS",
@@ -265,6 +266,17 @@ def state_to_props(kind: str, key: str, value: Mapping[str, Any], expires_at: in
         "expires_at": int(expires_at),
         "updated_at": int(updated_at),
     }
+
+
+def prepare_state_write(kind: str, key: str, value: Mapping[str, Any], *, etag: str | None, if_absent: bool,
+                        ttl_s: int | None, now: int) -> tuple[str, str, dict[str, Any]]:
+    """What both backends do before a TriageState write: check the condition, compute the expiry,
+    build the properties, escape the keys. Returns (partition key, row key, properties)."""
+    if etag and if_absent:
+        raise ValueError("state_put: use either etag or if_absent, not both")
+    expires_at = now + int(ttl_s) * 1000 if ttl_s else 0
+    props = state_to_props(kind, key, value, expires_at, now)
+    return escape_key(kind), escape_key(key), props
 
 
 def props_to_state(props: Mapping[str, Any], etag: str | None) -> StateEntry:

@@ -13,6 +13,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -113,8 +114,7 @@ class SqliteStore(Store):
             conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
             conn.execute("PRAGMA synchronous = NORMAL")
             if not self._ready:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.executescript(_SCHEMA)
+                self._initialise(conn)
                 self._ready = True
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"cannot open the SQLite store {self.path}: {exc}") from exc
@@ -122,6 +122,22 @@ class SqliteStore(Store):
         with self._lock:
             self._conns.append(conn)
         return conn
+
+    def _initialise(self, conn: sqlite3.Connection) -> None:
+        """WAL mode and the schema. Switching the journal mode can answer "database is locked"
+        at once, without waiting for the busy timeout, when several processes open a new file
+        together: retry that within the timeout."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                busy = getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @contextmanager
     def _tx(self, write: bool) -> Iterator[sqlite3.Connection]:
@@ -255,12 +271,9 @@ class SqliteStore(Store):
 
     def state_put(self, kind: str, key: str, value: Mapping[str, Any], *, etag: str | None = None,
                   if_absent: bool = False, ttl_s: int | None = None) -> StateEntry | None:
-        if etag and if_absent:
-            raise ValueError("state_put: use either etag or if_absent, not both")
         now = now_ms()
-        expires_at = now + int(ttl_s) * 1000 if ttl_s else 0
-        props = codec.state_to_props(kind, key, value, expires_at, now)
-        pk, rk = codec.escape_key(kind), codec.escape_key(key)
+        pk, rk, props = codec.prepare_state_write(kind, key, value, etag=etag, if_absent=if_absent, ttl_s=ttl_s,
+                                                  now=now)
         new_etag = _new_etag()
         body = json.dumps(props, ensure_ascii=False)
         with self._tx(write=True) as conn:
@@ -275,6 +288,6 @@ class SqliteStore(Store):
                 f"INSERT INTO {_S} (PartitionKey, RowKey, expires_at, etag, entity) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (PartitionKey, RowKey) DO UPDATE SET "
                 "expires_at = excluded.expires_at, etag = excluded.etag, entity = excluded.entity",
-                (pk, rk, expires_at, new_etag, body),
+                (pk, rk, props["expires_at"], new_etag, body),
             )
         return codec.props_to_state(props, new_etag)

@@ -326,12 +326,9 @@ class TablesStore(Store):
 
     def state_put(self, kind: str, key: str, value: Mapping[str, Any], *, etag: str | None = None,
                   if_absent: bool = False, ttl_s: int | None = None) -> StateEntry | None:
-        if etag and if_absent:
-            raise ValueError("state_put: use either etag or if_absent, not both")
         now = now_ms()
-        expires_at = now + int(ttl_s) * 1000 if ttl_s else 0
-        props = codec.state_to_props(kind, key, value, expires_at, now)
-        pk, rk = codec.escape_key(kind), codec.escape_key(key)
+        pk, rk, props = codec.prepare_state_write(kind, key, value, etag=etag, if_absent=if_absent, ttl_s=ttl_s,
+                                                  now=now)
         entity = _to_entity(pk, rk, props, uuid.uuid4().hex)
         if if_absent:
             new_etag, current = self._insert(self._state, entity)

@@ -39,7 +39,7 @@ from shared.capture import lineage_of, lineage_run_name
 from shared.databricks import RUNS_REPAIR, RUNS_SUBMIT
 from shared.errors import DatabricksConflict, DatabricksError
 from shared.models import Action, Category, Decision
-from shared.snapshot import Snapshot, TaskRun
+from shared.snapshot import Snapshot, TaskRun, as_int
 
 __all__ = [
     "BACKOFF_S",
@@ -216,15 +216,6 @@ def _task_definition(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 # --- resizing (policy invariant 3) --------------------------------------------------------------
 
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _next_node(node: str | None, ladder: tuple[str, ...]) -> str | None:
     if node and node in ladder:
         i = ladder.index(node)
@@ -248,7 +239,7 @@ def bound_cluster_change(old: Mapping[str, Any], proposed: Mapping[str, Any],
     ceiling = int(settings.max_workers)
 
     def grow(label: str, current: int, wanted: Any) -> int:
-        want = _as_int(wanted)
+        want = as_int(wanted)
         if want is None:
             rejected.append(f"{label}: {wanted!r} is not a whole number")
             return current
@@ -268,7 +259,7 @@ def bound_cluster_change(old: Mapping[str, Any], proposed: Mapping[str, Any],
         return new
 
     if isinstance(old.get("autoscale"), Mapping):
-        cur = _as_int(old["autoscale"].get("max_workers")) or 0
+        cur = as_int(old["autoscale"].get("max_workers")) or 0
         want = (proposed.get("autoscale") or {}).get("max_workers", cur) \
             if isinstance(proposed.get("autoscale"), Mapping) else cur
         new_max = grow("autoscale.max_workers", cur, want)
@@ -280,7 +271,7 @@ def bound_cluster_change(old: Mapping[str, Any], proposed: Mapping[str, Any],
         if "num_workers" in proposed:
             rejected.append("num_workers: the cluster autoscales; only autoscale.max_workers may change")
     elif "num_workers" in old:
-        cur = _as_int(old.get("num_workers")) or 0
+        cur = as_int(old.get("num_workers")) or 0
         out["num_workers"] = grow("num_workers", cur, proposed.get("num_workers", cur))
     elif "num_workers" in proposed or "autoscale" in proposed:
         rejected.append("workers: the cluster spec has no num_workers or autoscale to scale")
@@ -352,15 +343,15 @@ def _propose(spec: Mapping[str, Any], params: Mapping[str, Any], settings: Any) 
     ``spark_conf``: merged over the current conf."""
     proposed: dict[str, Any] = {}
     if isinstance(spec.get("autoscale"), Mapping):
-        cur = _as_int(spec["autoscale"].get("max_workers")) or 0
+        cur = as_int(spec["autoscale"].get("max_workers")) or 0
         proposed["autoscale"] = {**dict(spec["autoscale"]),
                                  "max_workers": _wanted_workers(cur, params, "max_workers", "num_workers")}
     elif "num_workers" in spec:
-        cur = _as_int(spec.get("num_workers")) or 0
+        cur = as_int(spec.get("num_workers")) or 0
         proposed["num_workers"] = _wanted_workers(cur, params, "num_workers")
     node = params.get("node_type_id") or params.get("node_type")
     if node is None:
-        step = _as_int(params.get("node_type_step"))
+        step = as_int(params.get("node_type_step"))
         if (step is not None and step >= 1) or not params:
             node = _next_node(spec.get("node_type_id"), tuple(settings.node_type_ladder))
     if node:

@@ -79,13 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"shared.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"shared.commands.{name}":
-                continue  # not built yet in this checkout
-            raise
-        module.register(sub)
+        importlib.import_module(f"shared.commands.{name}").register(sub)
     return parser
 
 

@@ -29,6 +29,7 @@ from typing import Any, Iterable, Mapping
 
 from shared.errors import DatabricksError, DatabricksNotFound, StoreError
 from shared.models import Action
+from shared.snapshot import as_int
 from shared.store import DecisionRecord, Store
 
 __all__ = [
@@ -98,17 +99,10 @@ def _state_of(obj: Mapping[str, Any] | None) -> str:
     return "running"
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError):
-        return None
-
-
 def _attempt_index(record: DecisionRecord) -> int:
     """The repair count of the decided attempt (the suffix of '<run_id>-<repair_count>')."""
     _, _, tail = record.decision_key.rpartition("-")
-    n = _int(tail)
+    n = as_int(tail)
     return n if n is not None and n >= 0 else 0
 
 
@@ -129,11 +123,11 @@ def _failure_end_ms(run: Mapping[str, Any] | None, record: DecisionRecord) -> in
         attempts = _attempts(run)
         idx = _attempt_index(record)
         if idx < len(attempts):
-            end = _int(attempts[idx].get("end_time"))
+            end = as_int(attempts[idx].get("end_time"))
             if end:
                 return end
         if len(_repairs(run)) == idx:
-            end = _int(run.get("end_time"))
+            end = as_int(run.get("end_time"))
             if end:
                 return end
     return int(record.created_at)
@@ -143,15 +137,15 @@ def _repair_result(run: Mapping[str, Any], repair_id: int) -> tuple[str, int | N
     """(result, end_time) of one repair of ``run``; None when the run has no such repair."""
     repairs = _repairs(run)
     for i, entry in enumerate(repairs):
-        if _int(entry.get("id")) != repair_id:
+        if as_int(entry.get("id")) != repair_id:
             continue
         own = _state_of(entry)
         if own != "running":
-            return own, _int(entry.get("end_time"))
+            return own, as_int(entry.get("end_time"))
         if i == len(repairs) - 1:  # the latest attempt: the run's own state is this repair's
-            return _state_of(run), _int(run.get("end_time"))
+            return _state_of(run), as_int(run.get("end_time"))
         # Another repair followed: only possible once this one had ended, with tasks still failed.
-        return "failed", _int(repairs[i + 1].get("start_time"))
+        return "failed", as_int(repairs[i + 1].get("start_time"))
     return None
 
 
@@ -181,8 +175,8 @@ def agreement(action: str, human_action: str, human_result: str | None) -> bool 
 def _acted_retry(record: DecisionRecord) -> bool:
     return (record.mode == "act" and record.status == "acted"
             and record.action in (Action.RETRY.value, Action.RETRY_WITH_NEW_PARAMS.value)
-            and (_int(record.action_result.get("repair_id")) is not None
-                 or _int(record.action_result.get("run_id")) is not None))
+            and (as_int(record.action_result.get("repair_id")) is not None
+                 or as_int(record.action_result.get("run_id")) is not None))
 
 
 def _shadow(record: DecisionRecord) -> bool:
@@ -196,7 +190,7 @@ def _due(record: DecisionRecord, now_ms: int) -> bool:
     if _acted_retry(record):
         return True
     if _shadow(record):
-        checked = _int(record.outcome.get("checked_at")) or 0
+        checked = as_int(record.outcome.get("checked_at")) or 0
         return now_ms - checked >= SHADOW_RECHECK_S * 1000
     return False
 
@@ -205,7 +199,7 @@ def _due(record: DecisionRecord, now_ms: int) -> bool:
 
 def _retry_outcome(record: DecisionRecord, client: Any, now_ms: int) -> dict[str, Any]:
     """The outcome of the app's own retry of ``record``."""
-    repair_id = _int(record.action_result.get("repair_id"))
+    repair_id = as_int(record.action_result.get("repair_id"))
     out: dict[str, Any] = {"checked_at": now_ms}
     original: Mapping[str, Any] | None = None
     if repair_id is not None:
@@ -224,7 +218,7 @@ def _retry_outcome(record: DecisionRecord, client: Any, now_ms: int) -> dict[str
         except DatabricksNotFound:
             out.update(result="unknown", final=True, note=f"submitted run {run_id} no longer exists")
             return out
-        result, end = _state_of(submitted), _int(submitted.get("end_time"))
+        result, end = _state_of(submitted), as_int(submitted.get("end_time"))
     out["result"] = result
     out["final"] = result != "running"
     if result == "succeeded":
@@ -240,7 +234,7 @@ def _retry_outcome(record: DecisionRecord, client: Any, now_ms: int) -> dict[str
 
 
 def _human_runs(record: DecisionRecord, client: Any, since_ms: int) -> list[Mapping[str, Any]]:
-    job_id = _int(record.job_id)
+    job_id = as_int(record.job_id)
     if job_id is None:
         return []
     found = []
@@ -248,12 +242,12 @@ def _human_runs(record: DecisionRecord, client: Any, since_ms: int) -> list[Mapp
                                              expand_tasks=False)):
         if i >= _MAX_LISTED_RUNS:
             break
-        if _int(run.get("run_id")) == record.run_id:
+        if as_int(run.get("run_id")) == record.run_id:
             continue
         trigger = run.get("trigger")
         if trigger is None or trigger in _HUMAN_TRIGGERS:
             found.append(run)
-    found.sort(key=lambda r: (_int(r.get("start_time")) or 0, _int(r.get("run_id")) or 0))
+    found.sort(key=lambda r: (as_int(r.get("start_time")) or 0, as_int(r.get("run_id")) or 0))
     return found
 
 
@@ -265,16 +259,16 @@ def _shadow_outcome(record: DecisionRecord, client: Any, now_ms: int) -> dict[st
     later = _repairs(run)[_attempt_index(record):]
     if later:
         first = later[0]
-        repair_id = _int(first.get("id"))
+        repair_id = as_int(first.get("id"))
         found = _repair_result(run, repair_id) if repair_id is not None else None
-        result, end = found if found else (_state_of(first), _int(first.get("end_time")))
+        result, end = found if found else (_state_of(first), as_int(first.get("end_time")))
         out.update(human_action="repair", human_result=result, human_repair_id=repair_id)
     else:
         runs = _human_runs(record, client, failed_at)
         if runs:
             first = runs[0]
-            result, end = _state_of(first), _int(first.get("end_time"))
-            out.update(human_action="new_run", human_result=result, human_run_id=_int(first.get("run_id")))
+            result, end = _state_of(first), as_int(first.get("end_time"))
+            out.update(human_action="new_run", human_result=result, human_run_id=as_int(first.get("run_id")))
         else:
             result, end = None, None
             out.update(human_action="none", human_result=None)

@@ -250,21 +250,31 @@ def _period(report: Report) -> str:
     return f"{a} to {b}"
 
 
-def render_text(report: Report) -> str:
-    out = [f"Triage report, {_period(report)}: {report.total.decisions} decision(s)"
-           + (" (" + ", ".join(f"{m} {n}" for m, n in sorted(report.modes.items())) + ")" if report.modes else "")]
-    if not report.total.decisions:
-        out.append("(no decisions in this period)")
-        return "\n".join(out) + "\n"
+def _figure_rows(report: Report) -> tuple[list[list[str]], set[int]]:
+    """The per-category-and-action table: each category's rows, its subtotal when it has more
+    than one action, then the total. Also the indexes of the subtotal and total rows."""
     rows: list[list[str]] = []
+    totals: set[int] = set()
     by_cat: dict[str, list[Row]] = defaultdict(list)
     for r in report.rows:
         by_cat[r.category].append(r)
     for c in report.categories:
         rows.extend(_cells(r) for r in by_cat[c.category])
         if len(by_cat[c.category]) > 1:
+            totals.add(len(rows))
             rows.append(_cells(c))
+    totals.add(len(rows))
     rows.append(_cells(report.total))
+    return rows, totals
+
+
+def render_text(report: Report) -> str:
+    out = [f"Triage report, {_period(report)}: {report.total.decisions} decision(s)"
+           + (" (" + ", ".join(f"{m} {n}" for m, n in sorted(report.modes.items())) + ")" if report.modes else "")]
+    if not report.total.decisions:
+        out.append("(no decisions in this period)")
+        return "\n".join(out) + "\n"
+    rows, _ = _figure_rows(report)
     out += ["", _table(HEADERS, rows), ""]
     out.append("Top failing jobs")
     out.append(_table(["JOB_ID", "JOB_NAME", "DECISIONS", "TOP_CATEGORY", "FAILED_RETRIES"],
@@ -388,18 +398,7 @@ _CSS = (
 
 def render_html(report: Report) -> str:
     title = f"Triage report, {_period(report)}"
-    rows: list[list[str]] = []
-    strong: set[int] = set()
-    by_cat: dict[str, list[Row]] = defaultdict(list)
-    for r in report.rows:
-        by_cat[r.category].append(r)
-    for c in report.categories:
-        rows.extend(_cells(r) for r in by_cat[c.category])
-        if len(by_cat[c.category]) > 1:
-            strong.add(len(rows))
-            rows.append(_cells(c))
-    strong.add(len(rows))
-    rows.append(_cells(report.total))
+    rows, strong = _figure_rows(report)
     modes = ", ".join(f"{m}: {n}" for m, n in sorted(report.modes.items())) or "none"
     parts = [
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",

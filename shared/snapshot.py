@@ -24,9 +24,11 @@ __all__ = [
     "load_snapshot",
     "iter_snapshot_paths",
     "strip_ansi",
+    "as_int",
 ]
 
 SNAPSHOT_VERSION = 1
+_TERMINAL = {"TERMINATED", "SKIPPED", "INTERNAL_ERROR"}
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _FAILED_RESULTS = {"FAILED", "TIMEDOUT", "CANCELED", "UPSTREAM_FAILED", "UPSTREAM_CANCELED",
                    "MAXIMUM_CONCURRENT_RUNS_REACHED", "EXCLUDED", "DISABLED"}
@@ -36,8 +38,9 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text or "")
 
 
-def _as_int(value: Any) -> int | None:
-    if value is None or value == "":
+def as_int(value: Any) -> int | None:
+    """An id or count from an API payload (a number or a numeric string), else None."""
+    if value is None or value == "" or isinstance(value, bool):
         return None
     try:
         return int(value)
@@ -86,6 +89,13 @@ class RunState:
         if self.life_cycle_state == "INTERNAL_ERROR":
             return True
         return bool(self.termination_type and self.termination_type != "SUCCESS")
+
+    @property
+    def terminal(self) -> bool:
+        """The run has ended (a run being repaired is RUNNING again, or PENDING/QUEUED)."""
+        if self.life_cycle_state:
+            return self.life_cycle_state in _TERMINAL
+        return bool(self.result_state)
 
     @property
     def upstream(self) -> bool:
@@ -172,11 +182,11 @@ class Snapshot:
     # --- identity -------------------------------------------------------------
     @property
     def run_id(self) -> int:
-        return _as_int(self.run.get("run_id")) or 0
+        return as_int(self.run.get("run_id")) or 0
 
     @property
     def job_id(self) -> int | None:
-        return _as_int(self.run.get("job_id")) or (_as_int(self.job.get("job_id")) if self.job else None)
+        return as_int(self.run.get("job_id")) or (as_int(self.job.get("job_id")) if self.job else None)
 
     @property
     def job_name(self) -> str:
@@ -204,7 +214,7 @@ class Snapshot:
     @property
     def latest_repair_id(self) -> int | None:
         repairs = [r for r in self.repair_history if r.get("type") == "REPAIR" and r.get("id") is not None]
-        return _as_int(repairs[-1]["id"]) if repairs else None
+        return as_int(repairs[-1]["id"]) if repairs else None
 
     @property
     def decision_key(self) -> str:
@@ -219,7 +229,7 @@ class Snapshot:
 
     @property
     def prior_retries(self) -> int:
-        return max(_as_int(self.history.get("prior_retries")) or 0, self.repair_count)
+        return max(as_int(self.history.get("prior_retries")) or 0, self.repair_count)
 
     # --- state ----------------------------------------------------------------
     @property
@@ -237,7 +247,7 @@ class Snapshot:
             return [TaskRun(task_key=None, run_id=self.run_id, state=self.state, raw=self.run, output=out)]
         tasks = []
         for t in raw_tasks:
-            rid = _as_int(t.get("run_id"))
+            rid = as_int(t.get("run_id"))
             deps = tuple(str(d.get("task_key")) for d in (t.get("depends_on") or []) if isinstance(d, Mapping))
             tasks.append(
                 TaskRun(
@@ -277,12 +287,12 @@ def parse_snapshot(doc: Any, *, source: str = "<snapshot>") -> Snapshot:
     if not isinstance(doc, Mapping):
         raise bad(f"expected a JSON object, found {type(doc).__name__}")
     version = doc.get("snapshot_version", SNAPSHOT_VERSION)
-    if _as_int(version) != SNAPSHOT_VERSION:
+    if as_int(version) != SNAPSHOT_VERSION:
         raise bad(f"snapshot_version {version!r} is not supported (expected {SNAPSHOT_VERSION})")
     run = doc.get("run")
     if not isinstance(run, Mapping):
         raise bad("'run' is missing or not an object (it holds the runs/get response)")
-    if _as_int(run.get("run_id")) is None:
+    if as_int(run.get("run_id")) is None:
         raise bad("'run.run_id' is missing or not a number")
     if not isinstance(run.get("state"), (Mapping, type(None))) or not isinstance(run.get("status"), (Mapping, type(None))):
         raise bad("'run.state' / 'run.status' must be objects")
@@ -309,7 +319,7 @@ def parse_snapshot(doc: Any, *, source: str = "<snapshot>") -> Snapshot:
     if not isinstance(history, Mapping):
         raise bad("'history' must be an object")
     pr = history.get("prior_retries", 0)
-    if _as_int(pr) is None or _as_int(pr) < 0:
+    if as_int(pr) is None or as_int(pr) < 0:
         raise bad(f"'history.prior_retries' must be a whole number >= 0, found {pr!r}")
     return Snapshot(
         run=run,

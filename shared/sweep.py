@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from shared.errors import DatabricksError, DatabricksNotFound, StoreError, TriageError
+from shared.snapshot import as_int
 from shared.webhook import TriageRequest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,15 +110,6 @@ class SweepReport:
 
 # --- run facts ----------------------------------------------------------------------------------
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _life_cycle(run: Mapping[str, Any]) -> str:
     state = run.get("state") if isinstance(run.get("state"), Mapping) else {}
     status = run.get("status") if isinstance(run.get("status"), Mapping) else {}
@@ -130,7 +122,7 @@ def _finished(run: Mapping[str, Any]) -> bool:
 
 def _end(run: Mapping[str, Any]) -> int:
     """When the run ended (its start for a terminal run that reports no end)."""
-    return _int(run.get("end_time")) or _int(run.get("start_time")) or 0
+    return as_int(run.get("end_time")) or as_int(run.get("start_time")) or 0
 
 
 def is_failed_run(run: Mapping[str, Any]) -> bool:
@@ -162,8 +154,8 @@ def _repaired(record: "DecisionRecord") -> bool:
 
 def needs_triage(store: "Store", run: Mapping[str, Any]) -> bool:
     """True when no decision exists yet for this attempt of the run (see the module doc)."""
-    run_id = _int(run.get("run_id"))
-    job_id = str(_int(run.get("job_id")) or "nojob")
+    run_id = as_int(run.get("run_id"))
+    job_id = str(as_int(run.get("job_id")) or "nojob")
     if store.get(f"{run_id}-triage-failed", job_id) is not None:
         return False   # triage itself gave up on this run and escalated: do not loop on it
     count = _repair_count(run)
@@ -185,7 +177,7 @@ def _load_active(store: "Store", key: str) -> dict[str, int]:
     runs = entry.value.get("runs") if entry else None
     if not isinstance(runs, Mapping):
         return {}
-    return {str(k): int(v) for k, v in runs.items() if _int(k) and _int(v) is not None}
+    return {str(k): int(v) for k, v in runs.items() if as_int(k) and as_int(v) is not None}
 
 
 def _save_active(store: "Store", key: str, active: Mapping[str, int]) -> None:
@@ -214,13 +206,13 @@ def _sweep_workspace(settings: "Settings", key: str, workspace_id: str, client: 
     listing_complete = False
     try:
         for run in client.list_runs(completed_only=False, start_time_from=start, expand_tasks=True):
-            run_id = _int(run.get("run_id"))
+            run_id = as_int(run.get("run_id"))
             if not run_id:
                 continue
             if _finished(run):
                 finished[run_id] = run
             else:
-                active[str(run_id)] = _int(run.get("start_time")) or now
+                active[str(run_id)] = as_int(run.get("start_time")) or now
         listing_complete = True
     except DatabricksError as exc:
         report.error = f"runs/list failed after {len(finished)} finished run(s): {_describe(exc)}"
@@ -253,7 +245,7 @@ def _sweep_workspace(settings: "Settings", key: str, workspace_id: str, client: 
                 active[run_key] = started
 
     processed_through: int | None = None
-    ordered = sorted(finished.values(), key=lambda r: (_end(r), _int(r.get("run_id")) or 0))
+    ordered = sorted(finished.values(), key=lambda r: (_end(r), as_int(r.get("run_id")) or 0))
     for index, run in enumerate(ordered):
         end = _end(run)
         if is_failed_run(run):
@@ -263,7 +255,7 @@ def _sweep_workspace(settings: "Settings", key: str, workspace_id: str, client: 
                     report.already_decided += 1
                 else:
                     request = TriageRequest(
-                        run_id=int(run["run_id"]), job_id=_int(run.get("job_id")),
+                        run_id=int(run["run_id"]), job_id=as_int(run.get("job_id")),
                         job_name=str(run.get("run_name") or "")[:1024], workspace_id=workspace_id, workspace=key,
                         source="sweep", request_id=uuid.uuid4().hex, received_at=now)
                     enqueue(request)
@@ -276,7 +268,7 @@ def _sweep_workspace(settings: "Settings", key: str, workspace_id: str, client: 
                 # they started before the next window.
                 for rest in ordered[index:]:
                     if is_failed_run(rest):
-                        active[str(rest["run_id"])] = _int(rest.get("start_time")) or now
+                        active[str(rest["run_id"])] = as_int(rest.get("start_time")) or now
                 break
         processed_through = end if processed_through is None else max(processed_through, end)
 

@@ -116,10 +116,11 @@ def _failed_retries(store: Any, snapshot: Snapshot, fingerprint: str, settings: 
 
 @dataclass(frozen=True)
 class TriageResult:
-    record: DecisionRecord
+    record: DecisionRecord | None  # None when there was nothing to decide (see ``skipped``)
     duplicate: bool = False     # another delivery already decided this failure: nothing was done
     acted: bool = False         # this call carried an action out
     message: str = ""
+    skipped: bool = False       # the run is not a finished failure (running again, or it succeeded)
 
 
 def new_record(snapshot: Snapshot, decision: Decision, settings: Settings, *, workspace: str = "",
@@ -180,6 +181,12 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Any, stor
                     act_now: bool = False, llm: Any = None) -> TriageResult:
     from shared.actions import effective_decision, plan_action
 
+    state = snapshot.state
+    if not state.terminal or not state.failed:
+        # Running again (someone repaired it: that attempt gets its own decision when it ends),
+        # or it did not fail. Deciding now would act on an attempt that has not failed.
+        what = "running" if not state.terminal else (state.result_state or state.life_cycle_state or "not failed")
+        return TriageResult(None, skipped=True, message=f"run {snapshot.run_id} is {what}: nothing to triage")
     job_id = str(snapshot.job_id or "nojob")
     existing = store.get(snapshot.decision_key, job_id)
     if existing is not None:  # cheap early exit for duplicate deliveries (the claim below is the guard)

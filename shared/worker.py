@@ -52,7 +52,7 @@ _ERROR_TTL_S = 2 * 86400
 
 @dataclass(frozen=True)
 class WorkerOutcome:
-    """What one message led to: ``status`` is decided / duplicate / escalated / malformed."""
+    """What one message led to: ``status`` is decided / duplicate / skipped / escalated / malformed."""
 
     status: str
     run_id: int | None = None
@@ -112,6 +112,9 @@ def process_request(request: TriageRequest, settings: "Settings", *, runtime: "R
                                        workspace=request.workspace, job_id=job_id)
         return WorkerOutcome("escalated", request.run_id, record.decision_key, error)
     record = result.record
+    if record is None:  # the run is running again or did not fail: nothing to decide
+        log.info("run %s: %s", request.run_id, result.message)
+        return WorkerOutcome("skipped", request.run_id, "", result.message)
     status = "duplicate" if result.duplicate else "decided"
     log.info("run %s: %s %s -> %s (%s)%s", request.run_id, record.category, record.decision_key, record.action,
              record.status, " [duplicate delivery]" if result.duplicate else "")

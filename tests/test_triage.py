@@ -98,8 +98,15 @@ def test_triage_same_run_twice_does_not_write_twice(fake_databricks, client, sto
     # The repair has not finished yet (the fake leaves the run running): the same attempt arrives again.
     second = triage_run(run_id, s, client=client, store=store, act_now=True)
     assert first.acted and not first.duplicate
-    assert second.duplicate or second.record.decision_key != first.record.decision_key
+    # The run is running again (its repair): nothing is decided about an attempt that has not failed.
+    assert second.skipped and second.record is None and "running" in second.message
     assert len(fake_databricks.requests_to("runs/repair")) == 1
+    # When the repaired attempt fails in turn, that is a new decision about attempt 1.
+    fake_databricks.finish_run(run_id, "FAILED", "Connection reset")
+    third = triage_run(run_id, s, client=client, store=store, act_now=True)
+    assert third.record.decision_key == f"{run_id}-1" and third.acted
+    assert len(fake_databricks.requests_to("runs/repair")) == 2
+    assert store.retries(str(run_id)) == 2
 
 
 def test_triage_concurrent_deliveries_act_once(fake_databricks, fake_databricks_env, store, tmp_path):
@@ -225,3 +232,15 @@ def test_decide_prompt_carries_job_history_and_human_correction(fake_openai, sto
     assert "landing checker rejections are vendor data problems" in prompt   # the correction
     assert d.category.value in prompt and "ESCALATE" in prompt                # this job's history
     assert decided.llm is not None
+
+
+def test_triage_successful_run_is_skipped(fake_databricks, client, store):
+    doc = corpus_doc("dev-043")
+    doc["run"]["state"]["result_state"] = "SUCCESS"
+    doc["run"].pop("status", None)
+    for t in doc["run"]["tasks"]:
+        t["state"]["result_state"] = "SUCCESS"
+        t.pop("status", None)
+    run_id = fake_databricks.load(doc)
+    result = triage_run(run_id, _settings(TRIAGE_MODE="act"), client=client, store=store, act_now=True)
+    assert result.skipped and result.record is None and store.list() == []

@@ -28,6 +28,9 @@ def run(args, ctx) -> int:
         # A person at the command line has decided to act now: no back-off wait.
         result = triage_run(args.run_id, settings, client=client, store=store, notifier=notifier,
                             mode=args.mode, use_llm=not args.no_llm, act_now=True, workspace=settings.databricks_host)
+    if result.record is None:
+        ctx.stdout.write(json.dumps({"run_id": args.run_id, "skipped": True, "message": result.message}) + "\n")
+        return 0
     out = result.record.to_dict()
     out["duplicate"] = result.duplicate
     out["message"] = result.message
