@@ -217,6 +217,19 @@ class Snapshot:
         return as_int(repairs[-1]["id"]) if repairs else None
 
     @property
+    def repair_in_flight(self) -> bool:
+        """The latest repair has not ended: its entry in repair_history has no end time, or a
+        state that is not terminal. The run's own state may lag behind it."""
+        repairs = [r for r in self.repair_history if r.get("type") == "REPAIR"]
+        if not repairs:
+            return False
+        last = repairs[-1]
+        state = RunState.from_api(last)
+        if state.life_cycle_state or state.result_state:
+            return not state.terminal
+        return not as_int(last.get("end_time"))
+
+    @property
     def decision_key(self) -> str:
         """``<run_id>-<repair_count>``: one decision per attempt of a run lineage."""
         return f"{self.run_id}-{self.repair_count}"

@@ -182,6 +182,9 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Any, stor
     from shared.actions import effective_decision, plan_action
 
     state = snapshot.state
+    if snapshot.repair_in_flight:
+        return TriageResult(None, skipped=True,
+                            message=f"run {snapshot.run_id} has a repair in progress: nothing to triage until it ends")
     if not state.terminal or not state.failed:
         # Running again (someone repaired it: that attempt gets its own decision when it ends),
         # or it did not fail. Deciding now would act on an attempt that has not failed.

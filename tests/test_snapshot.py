@@ -98,3 +98,16 @@ def test_iter_snapshot_paths_expands_folders_sorted(tmp_path):
     (tmp_path / "a.json").write_text("{}")
     (tmp_path / "notes.txt").write_text("")
     assert [p.name for p in iter_snapshot_paths([str(tmp_path)])] == ["a.json", "b.json"]
+
+
+@pytest.mark.parametrize("entry, in_flight", [
+    ({"type": "REPAIR", "id": 5, "start_time": 1, "state": {"life_cycle_state": "RUNNING"}}, True),
+    ({"type": "REPAIR", "id": 5, "start_time": 1}, True),                       # no end time, no state
+    ({"type": "REPAIR", "id": 5, "start_time": 1, "end_time": 9}, False),
+    ({"type": "REPAIR", "id": 5, "start_time": 1, "end_time": 9,
+      "state": {"life_cycle_state": "TERMINATED", "result_state": "FAILED"}}, False),
+])
+def test_snapshot_repair_in_flight_from_latest_repair_entry(entry, in_flight):
+    doc = corpus_doc("dev-043")
+    doc["run"]["repair_history"] = [{"type": "ORIGINAL", "id": 1, "start_time": 0, "end_time": 1}, entry]
+    assert parse_snapshot(doc).repair_in_flight is in_flight

@@ -99,7 +99,7 @@ def test_triage_same_run_twice_does_not_write_twice(fake_databricks, client, sto
     second = triage_run(run_id, s, client=client, store=store, act_now=True)
     assert first.acted and not first.duplicate
     # The run is running again (its repair): nothing is decided about an attempt that has not failed.
-    assert second.skipped and second.record is None and "running" in second.message
+    assert second.skipped and second.record is None and "repair in progress" in second.message
     assert len(fake_databricks.requests_to("runs/repair")) == 1
     # When the repaired attempt fails in turn, that is a new decision about attempt 1.
     fake_databricks.finish_run(run_id, "FAILED", "Connection reset")
@@ -244,3 +244,16 @@ def test_triage_successful_run_is_skipped(fake_databricks, client, store):
     run_id = fake_databricks.load(doc)
     result = triage_run(run_id, _settings(TRIAGE_MODE="act"), client=client, store=store, act_now=True)
     assert result.skipped and result.record is None and store.list() == []
+
+
+def test_triage_repair_recorded_but_run_state_unchanged_is_not_repaired_again(fake_databricks, client, store):
+    # A workspace (or a stand-in) that lists the repair in repair_history before the run's own
+    # state changes: the second delivery must not read that as a new failed attempt.
+    doc = corpus_doc("dev-043")
+    doc.pop("history", None)
+    doc["run"]["repair_history"] = [{"type": "ORIGINAL", "id": 1, "start_time": 1, "end_time": 2},
+                                    {"type": "REPAIR", "id": 77, "start_time": 3}]
+    run_id = fake_databricks.load(doc)
+    result = triage_run(run_id, _settings(TRIAGE_MODE="act"), client=client, store=store, act_now=True)
+    assert result.skipped and "repair in progress" in result.message
+    assert fake_databricks.writes == []

@@ -326,6 +326,10 @@ class FakeDatabricks:
                 "code": "SUCCESS" if result_state == "SUCCESS" else "RUN_EXECUTION_ERROR",
                 "type": "SUCCESS" if result_state == "SUCCESS" else "CLIENT_ERROR", "message": message}}
             run["end_time"] = int(time.time() * 1000)
+            for entry in run.get("repair_history") or []:  # the repair in motion ends with the run
+                if entry.get("type") == "REPAIR" and not entry.get("end_time"):
+                    entry["end_time"] = run["end_time"]
+                    entry["state"] = dict(done)
             for t in run.get("tasks") or []:
                 if _life_cycle(t) in ACTIVE:
                     t["state"] = dict(done)
