@@ -121,6 +121,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return int(args.run(args, ctx))
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): nothing more to say
+        return ExitCode.OK
     except TriageError as exc:
         if args.debug:
             traceback.print_exc(file=ctx.stderr)

@@ -303,7 +303,8 @@ def _svg_category_actions(report: Report) -> str:
     biggest = max(c.decisions for c in cats) or 1
     label_w, bar_w, row_h = 140, 420, 22
     height = row_h * len(cats) + 40
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 60}" height="{height}" '
+    legend_w = label_w + sum(14 + 8 * len(a) + 16 for a in actions)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{max(label_w + bar_w + 60, legend_w)}" height="{height}" '
              f'role="img" aria-label="Decisions per category and action">']
     for i, c in enumerate(cats):
         y = 10 + i * row_h
@@ -359,7 +360,7 @@ def _svg_days(report: Report) -> str:
         return ""
     biggest = max(n for _, n in days) or 1
     bar, gap, chart_h = 12, 3, 120
-    width = len(days) * (bar + gap) + 50
+    width = max(len(days) * (bar + gap) + 50, 240)  # room for the first and last dates side by side
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{chart_h + 40}" role="img" '
              f'aria-label="Decisions per day">']
     for i, (day, n) in enumerate(days):
