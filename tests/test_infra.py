@@ -3,8 +3,10 @@ needs to trust it (keyless, least privilege, Flex Consumption, every app setting
 out). The Bicep CLI is not available in CI, so the files are parsed with pycep-parser; the repo
 keeps to the syntax it understands (docs/deploy.md).
 
-Also checks ``local.settings.json.example`` and ``docs/settings.md`` against the settings the
-code reads (``shared/config.py``).
+Also checks ``local.settings.json.example``, the Bicep app settings, ``docs/settings.md`` and the
+Key Vault secret names in the docs against the settings the code reads, a list derived from the
+code itself (environment reads in shared/ and blueprints/, SECRET_SETTINGS, ``%NAME%`` binding
+expressions, trigger connections), so a setting added in one place and not the others fails here.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 from pycep import BicepParser
 
 from shared.config import SECRET_SETTINGS
+from shared.secrets import key_vault_name
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -247,21 +250,107 @@ def _local_settings() -> dict[str, Any]:
     return json.loads(LOCAL_SETTINGS.read_text())
 
 
-def _names_read_by_config() -> set[str]:
-    """Setting names Settings.from_env reads, taken from the source of shared/config.py."""
-    tree = ast.parse((ROOT / "shared" / "config.py").read_text())
+# Where the code reads settings: the package, the Functions blueprints and the entry point.
+CODE_FILES = sorted([*(ROOT / "shared").rglob("*.py"), *(ROOT / "blueprints").glob("*.py"), ROOT / "function_app.py"])
+BINDING_FILES = sorted([*(ROOT / "blueprints").glob("*.py"), ROOT / "function_app.py"])
+_SETTING_NAME = re.compile(r"[A-Z][A-Z0-9]*_[A-Z0-9_]+|AzureWebJobs[A-Za-z]+(?:__[A-Za-z]+)?")
+# A receiver whose .get("NAME") / ["NAME"] reads the environment: os.environ, Settings.extra, the
+# `e`/`env` mappings of Settings.from_env.
+_ENV_RECEIVER = re.compile(r"\b(?:environ|extra|_?env|e)\b")
+_CONFIG_HELPERS = {"_int", "_float", "_list", "_duration"}   # helper(env, "NAME", ...) in shared/config.py
+_BINDING_EXPRESSION = re.compile(r"%([A-Za-z_][A-Za-z0-9_]{2,})%")
+
+# Read by the code but deliberately not an app setting in Azure, and why.
+NOT_SET_IN_AZURE = {
+    "AzureWebJobsStorage": "a connection string (with a key); Azure uses the identity-based "
+                           "AzureWebJobsStorage__* settings",
+    "AzureWebJobsStorage__clientId": "only for a user-assigned identity; the app uses its system-assigned one",
+}
+# App settings the deployment gives the app that our code does not read: the Functions host and
+# its Application Insights integration do.
+HOST_ONLY_SETTINGS = {
+    "AzureWebJobsStorage__blobServiceUri",
+    "AzureWebJobsStorage__credential",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+}
+
+
+def _str_constants(value: ast.AST, module_strings: dict[str, str]) -> list[str]:
+    """The string a decorator argument evaluates to: a literal, a module constant, or `A + B` of those."""
+    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+        return [value.value]
+    if isinstance(value, ast.Name) and value.id in module_strings:
+        return [module_strings[value.id]]
+    if isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add):
+        left, right = _str_constants(value.left, module_strings), _str_constants(value.right, module_strings)
+        return [a + b for a in left for b in right]
+    return []
+
+
+def _module_strings(tree: ast.Module) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            values = _str_constants(node.value, out)
+            if len(values) == 1:
+                out[node.targets[0].id] = values[0]
+    return out
+
+
+def _env_reads(path: Path) -> set[str]:
+    """Setting names one source file reads from the environment: `<env>.get("NAME")`,
+    `<env>["NAME"]`, `os.getenv("NAME")` and shared/config.py's `_int(e, "NAME", ...)` & co."""
     names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef) and node.name == "from_env":
-            for call in ast.walk(node):
-                if isinstance(call, ast.Call):
-                    for arg in call.args:
-                        if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and (
-                            re.fullmatch(r"[A-Z][A-Z0-9_]{2,}", arg.value) or arg.value == "AzureWebJobsStorage"
-                        ):
-                            names.add(arg.value)
-    assert len(names) > 20, "could not find the settings in shared/config.py"
+
+    def add(node: ast.AST | None) -> None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and _SETTING_NAME.fullmatch(node.value):
+            names.add(node.value)
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            func = node.func
+            receiver = ast.unparse(func.value) if isinstance(func, ast.Attribute) else ""
+            if isinstance(func, ast.Attribute) and func.attr == "get" and _ENV_RECEIVER.search(receiver):
+                add(node.args[0] if node.args else None)
+            elif isinstance(func, ast.Attribute) and func.attr == "getenv":
+                add(node.args[0] if node.args else None)
+            elif isinstance(func, ast.Name) and func.id in _CONFIG_HELPERS and len(node.args) >= 2:
+                add(node.args[1])
+        elif isinstance(node, ast.Subscript) and _ENV_RECEIVER.search(ast.unparse(node.value)):
+            add(node.slice)
     return names
+
+
+def _binding_settings() -> tuple[set[str], set[str]]:
+    """(`%NAME%` app settings, connection names) in the trigger and binding decorators: the
+    Functions host resolves these itself, with no default, so each must be set."""
+    expressions: set[str] = set()
+    connections: set[str] = set()
+    for path in BINDING_FILES:
+        tree = ast.parse(path.read_text())
+        strings = _module_strings(tree)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            for kw in node.keywords:
+                for value in _str_constants(kw.value, strings):
+                    if kw.arg == "connection":
+                        connections.add(value)
+                    expressions.update(_BINDING_EXPRESSION.findall(value))
+    return expressions, connections
+
+
+@functools.lru_cache(maxsize=None)
+def _settings_read_by_code() -> frozenset[str]:
+    """Every setting the code reads, found in the code itself (not in a hand-kept list): the
+    environment reads of shared/, blueprints/ and function_app.py, the secrets, the `%NAME%`
+    binding expressions and the binding connections."""
+    names: set[str] = set()
+    for path in CODE_FILES:
+        names |= _env_reads(path)
+    expressions, connections = _binding_settings()
+    return frozenset(names | set(SECRET_SETTINGS) | expressions | connections)
 
 
 def _app_settings() -> dict[str, Any]:
@@ -681,12 +770,71 @@ def test_local_settings_example_is_a_functions_settings_file():
     assert values["TRIAGE_MODE"] == "shadow"
 
 
-def test_local_settings_example_documents_every_setting_the_code_reads():
+def test_settings_scan_finds_each_kind_of_read():
+    # The drift tests below are only as good as this scan: each way the code reads a setting
+    # must turn up (config.py helpers, Settings.extra, secrets, %NAME%, connections).
+    read = _settings_read_by_code()
+    assert {"TRIAGE_MODE", "TRIAGE_MAX_RETRIES", "TRIAGE_LLM_MIN_RULE_CONFIDENCE", "TRIAGE_WORKSPACES",
+            "TRIAGE_SWEEP_OVERLAP"} <= read                        # e.get(...) and _int/_float/_list/_duration
+    assert {"AzureWebJobsStorage__queueServiceUri", "AzureWebJobsStorage__tableServiceUri"} <= read  # .extra.get
+    assert "DATABRICKS_TOKEN" in read                              # a secret
+    expressions, connections = _binding_settings()
+    assert {"TRIAGE_QUEUE_NAME", "TRIAGE_SWEEP_SCHEDULE"} <= expressions
+    assert connections == {"AzureWebJobsStorage"}
+    assert all(_SETTING_NAME.fullmatch(n) for n in read), sorted(n for n in read if not _SETTING_NAME.fullmatch(n))
+
+
+def test_local_settings_example_lists_every_setting_the_code_reads():
+    # Identity-based `<connection>__*` settings are Azure-only: locally the connection is a
+    # connection string (UseDevelopmentStorage=true for Azurite).
     values = set(_local_settings()["Values"])
-    read = _names_read_by_config() | set(SECRET_SETTINGS)
-    assert read <= values, f"undocumented settings: {sorted(read - values)}"
+    read = {n for n in _settings_read_by_code() if "__" not in n}
+    assert read <= values, f"local.settings.json.example misses {sorted(read - values)}"
     stale = values - read - {"FUNCTIONS_WORKER_RUNTIME"}
-    assert not stale, f"settings the code does not read: {sorted(stale)}"
+    assert not stale, f"local.settings.json.example lists settings the code does not read: {sorted(stale)}"
+
+
+def test_bicep_sets_every_setting_the_code_reads():
+    settings = _app_settings()
+    expected = _settings_read_by_code() - set(SECRET_SETTINGS) - FC1_REJECTED_SETTINGS - set(NOT_SET_IN_AZURE)
+    missing = expected - set(settings)
+    assert not missing, f"the app settings in infra/ miss {sorted(missing)}"
+    assert not set(NOT_SET_IN_AZURE) & set(settings)
+
+
+def test_bicep_sets_no_setting_nobody_reads():
+    stale = set(_app_settings()) - _settings_read_by_code() - HOST_ONLY_SETTINGS
+    assert not stale, f"infra/ sets app settings nothing reads: {sorted(stale)}"
+
+
+def test_binding_expressions_have_a_value_everywhere():
+    # The host resolves %NAME% itself and has no default: an unset or empty setting keeps the
+    # function (and, at indexing, the whole app) from starting.
+    expressions, _ = _binding_settings()
+    local = _local_settings()["Values"]
+    settings = _app_settings()
+    for name in expressions:
+        assert local.get(name, "").strip(), f"{name} is empty in local.settings.json.example"
+        assert name in settings and settings[name] not in ("", None), f"infra/ leaves {name} unset"
+    assert settings["TRIAGE_QUEUE_NAME"] == "queueName"           # the queue storage.bicep creates
+    assert local["TRIAGE_QUEUE_NAME"] == _parse(MAIN)["variables"]["queueName"]["value"]
+    assert settings["TRIAGE_SWEEP_SCHEDULE"] == "sweepSchedule"
+    assert _parse(MAIN)["parameters"]["sweepSchedule"]["default"] == local["TRIAGE_SWEEP_SCHEDULE"]
+
+
+def test_trigger_connections_are_identity_based_in_azure():
+    # connection="AzureWebJobsStorage": locally the connection string; in Azure the host builds
+    # the queue client from <connection>__queueServiceUri and the managed identity.
+    _, connections = _binding_settings()
+    settings = _app_settings()
+    local = _local_settings()["Values"]
+    for conn in connections:
+        assert local.get(conn), f"{conn} is missing locally"
+        assert conn not in settings, f"{conn} must not be a connection string in Azure"
+        assert settings[f"{conn}__queueServiceUri"] == (
+            f"https://${{storageAccountName}}.queue.${{environment().suffixes.storage}}")
+        assert settings[f"{conn}__credential"] == "managedidentity"
+        assert f"{conn}__clientId" not in settings  # system-assigned identity
 
 
 def test_local_settings_example_leaves_secrets_empty():
@@ -695,11 +843,38 @@ def test_local_settings_example_leaves_secrets_empty():
         assert values[name] == "", f"{name} must be empty in the example"
 
 
+def _settings_doc_rows() -> dict[str, str]:
+    return {m.group(1): m.group(0) for m in re.finditer(r"^\|\s*`([A-Za-z_][A-Za-z0-9_]*)`.*$",
+                                                          SETTINGS_DOC.read_text(), re.M)}
+
+
 def test_settings_doc_lists_every_setting():
-    doc = SETTINGS_DOC.read_text()
-    rows = set(re.findall(r"^\|\s*`([A-Za-z_][A-Za-z0-9_]*)`", doc, re.M))
-    expected = set(_local_settings()["Values"]) | set(_app_settings())
-    assert expected <= rows, f"docs/settings.md misses {sorted(expected - rows)}"
+    rows = _settings_doc_rows()
+    expected = set(_local_settings()["Values"]) | set(_app_settings()) | _settings_read_by_code()
+    assert expected <= set(rows), f"docs/settings.md misses {sorted(expected - set(rows))}"
+
+
+def test_settings_doc_names_each_secret_by_its_key_vault_name():
+    rows = _settings_doc_rows()
+    for name in SECRET_SETTINGS:
+        assert f"**yes**: `{key_vault_name(name)}`" in rows[name], f"docs/settings.md: {name}"
+    for name, row in rows.items():
+        if "**yes**" in row:
+            assert name in SECRET_SETTINGS, f"docs/settings.md calls {name} a secret; shared/config.py does not"
+
+
+def test_deploy_doc_key_vault_secret_names_are_the_ones_the_code_reads():
+    # shared.secrets reads setting X from the Key Vault secret key_vault_name(X); a doc that
+    # names any other secret sends the operator to set one the app never reads.
+    known = {key_vault_name(n) for n in SECRET_SETTINGS}
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        text = doc.read_text()
+        for name in re.findall(r"az keyvault secret set[^\n]*?--name\s+([^\s`]+)", text):
+            assert name in known, f"{doc.name}: Key Vault secret {name!r} is not one of {sorted(known)}"
+    deploy = DEPLOY_DOC.read_text()
+    for setting in ("DATABRICKS_TOKEN", "TRIAGE_WEBHOOK_USERNAME", "TRIAGE_WEBHOOK_PASSWORD",
+                    "TRIAGE_FEEDBACK_SIGNING_KEY"):
+        assert re.search(rf"az keyvault secret set[^\n]*--name {key_vault_name(setting)}\b", deploy), setting
 
 
 def test_deploy_doc_covers_the_path_to_a_working_webhook():
