@@ -8,7 +8,9 @@ Databricks documents no delivery retries for webhooks, so every few minutes (the
    workspace starts there). ``runs/list`` filters on a run's *start* time, so a run still going
    at one sweep (or a failure that could not be queued) is remembered (``TriageState`` kind
    ``sweep_active``) and read again with ``runs/get`` once it has left the window: a job longer
-   than the overlap is not missed. At most 1000 runs per workspace are remembered.
+   than the overlap is not missed. At most 1000 runs per workspace are remembered. A run this
+   app repaired keeps its old start time, so it too is read with ``runs/get`` (from its
+   decision in the store) until its repaired attempt is decided or the repair has succeeded.
 2. **List.** Every page (``page_token``) with ``expand_tasks``: no per-run ``runs/get`` calls.
 3. **Select.** A finished run whose result is ``FAILED``/``TIMEDOUT``, or whose life cycle is
    ``INTERNAL_ERROR`` (what ``jobs.on_failure`` fires on), with no decision yet under
@@ -36,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from shared.errors import DatabricksError, DatabricksNotFound, StoreError, TriageError
-from shared.snapshot import as_int
+from shared.snapshot import RunState, as_int
 from shared.webhook import TriageRequest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -116,8 +118,22 @@ def _life_cycle(run: Mapping[str, Any]) -> str:
     return str(state.get("life_cycle_state") or status.get("state") or "")
 
 
+def _repair_in_flight(run: Mapping[str, Any]) -> bool:
+    """The latest repair in ``repair_history`` (when present) has not ended; the run's own state
+    may still say it has (the rule of ``Snapshot.repair_in_flight``)."""
+    history = run.get("repair_history")
+    repairs = [r for r in history if isinstance(r, Mapping) and r.get("type") == "REPAIR"] \
+        if isinstance(history, list) else []
+    if not repairs:
+        return False
+    state = RunState.from_api(repairs[-1])
+    if state.life_cycle_state or state.result_state:
+        return not state.terminal
+    return not as_int(repairs[-1].get("end_time"))
+
+
 def _finished(run: Mapping[str, Any]) -> bool:
-    return _life_cycle(run) in _TERMINAL
+    return _life_cycle(run) in _TERMINAL and not _repair_in_flight(run)
 
 
 def _end(run: Mapping[str, Any]) -> int:
@@ -187,12 +203,34 @@ def _save_active(store: "Store", key: str, active: Mapping[str, int]) -> None:
     store.state_put(ACTIVE_KIND, key, {"runs": dict(active)})
 
 
+def _repaired_runs(store: "Store", key: str, since_ms: int, include_unnamed: bool) -> dict[str, int]:
+    """Runs of this workspace that this app repaired and whose next attempt has no decision yet
+    (run id -> when decided). A repair keeps the run's start time, so the repaired attempt can
+    end, and fail, long after the run has left the ``runs/list`` window."""
+    found: dict[str, int] = {}
+    for record in store.list(since_ms=since_ms):
+        if not _repaired(record) or not (record.workspace == key or (include_unnamed and not record.workspace)):
+            continue
+        outcome = record.outcome if isinstance(record.outcome, Mapping) else {}
+        if outcome.get("final") and outcome.get("result") != "failed":
+            continue                               # the repair succeeded (or its run is gone)
+        run_id, _, attempt = record.decision_key.rpartition("-")
+        if not attempt.isdigit() or str(record.run_id) in found:
+            continue
+        if store.get(f"{run_id}-{int(attempt) + 1}", record.job_id) is not None \
+                or store.get(f"{run_id}-triage-failed", record.job_id) is not None:
+            continue                               # the next attempt is decided (or escalated)
+        found[str(record.run_id)] = int(record.created_at or 0)
+    return found
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
 def _sweep_workspace(settings: "Settings", key: str, workspace_id: str, client: Any, store: "Store",
-                     enqueue: Callable[[TriageRequest], Any], now: int) -> WorkspaceReport:
+                     enqueue: Callable[[TriageRequest], Any], now: int,
+                     include_unnamed: bool = True) -> WorkspaceReport:
     report = WorkspaceReport(workspace=key)
     watermark = store.watermark(key)
     report.watermark_before = report.watermark_after = watermark
@@ -220,9 +258,13 @@ def _sweep_workspace(settings: "Settings", key: str, workspace_id: str, client: 
     report.listed = len(finished)
 
     if listing_complete:
-        # Runs that were going at the last sweep and have left the window since.
+        # Runs that were going at the last sweep and have left the window since, and runs this
+        # app repaired (their repaired attempt is read with runs/get until it is decided).
+        recheck = dict(previously_active)
+        for run_key, decided_at in _repaired_runs(store, key, floor, include_unnamed).items():
+            recheck.setdefault(run_key, decided_at)
         gets = 0
-        for run_key, started in previously_active.items():
+        for run_key, started in recheck.items():
             run_id = int(run_key)
             if run_id in finished or run_key in active:
                 continue
@@ -329,7 +371,8 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
     report = SweepReport()
     for host, client in clients_by_workspace.items():
         try:
-            ws_report = _sweep_workspace(settings, host, workspace_ids.get(host, ""), client, store, enqueue, now)
+            ws_report = _sweep_workspace(settings, host, workspace_ids.get(host, ""), client, store, enqueue, now,
+                                         include_unnamed=host == next(iter(clients_by_workspace)))
         except StoreError as exc:
             ws_report = WorkspaceReport(workspace=host, error=f"store: {_describe(exc)}")
         report.workspaces.append(ws_report)

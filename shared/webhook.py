@@ -270,6 +270,10 @@ def parse_notification(body: bytes, content_type: str | None = "application/json
         raise RequestError("run.run_id is missing")
     parent = parse_id(run.get("parent_run_id"), "run.parent_run_id")
     task_key = _string(task, "task_key", "task.task_key", _MAX_TASK_KEY)
+    if task and parent is None:
+        # run.run_id is then a task run: triaging it as a job run would escalate a false failure
+        raise RequestError("run.parent_run_id is missing: a task-level notification (with task) "
+                           "names the job run there")
     workspace_id = doc.get("workspace_id")
     if workspace_id is None:
         ws = ""

@@ -16,7 +16,7 @@ What happens to a failure while triaging:
 - Anything unexpected (a bug): raises, so it is retried, poisoned, then escalated by the poison
   trigger.
 
-The last error of a transient failure is kept for two days in ``TriageState`` (kind
+The last error of a transient or unexpected failure is kept for two days in ``TriageState`` (kind
 ``triage_error``, key the run id), so the poison escalation can say what went wrong.
 """
 
@@ -111,6 +111,11 @@ def process_request(request: TriageRequest, settings: "Settings", *, runtime: "R
         record = report_triage_failure(request.run_id, error, settings, store=store, notifier=runtime.notifier,
                                        workspace=request.workspace, job_id=job_id)
         return WorkerOutcome("escalated", request.run_id, record.decision_key, error)
+    except Exception as exc:
+        # Unexpected (a bug, an answer we cannot read): retried, then poisoned; keep what went
+        # wrong so the poison escalation can say it.
+        _remember_error(store, request.run_id, _describe(exc))
+        raise
     record = result.record
     if record is None:  # the run is running again or did not fail: nothing to decide
         log.info("run %s: %s", request.run_id, result.message)

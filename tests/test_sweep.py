@@ -218,6 +218,73 @@ def test_sweep_finds_a_long_run_that_ended_after_leaving_the_window(fake_databri
     assert "300" not in store.state_get(ACTIVE_KIND, fake_databricks.url).value["runs"]
 
 
+def _repaired_run(run_id, result, *, start, end):
+    """A run the app repaired (repair 5); the repair ended ``result`` (None: still going)."""
+    doc = run_doc(run_id, start, end, result=result, life="TERMINATED" if result else "RUNNING")
+    repair_state = {"life_cycle_state": "TERMINATED", "result_state": result} if result else \
+        {"life_cycle_state": "RUNNING"}
+    doc["run"]["repair_history"] = [
+        {"type": "ORIGINAL", "start_time": start, "end_time": start + MIN,
+         "state": {"life_cycle_state": "TERMINATED", "result_state": "FAILED"}},
+        {"type": "REPAIR", "id": 5, "start_time": NOW - 20 * MIN, "end_time": end if result else 0,
+         "state": repair_state}]
+    return doc
+
+
+def _repaired_decision(fake, run_id, **kw):
+    return DecisionRecord(decision_key=f"{run_id}-0", job_id="7", run_id=run_id, workspace=fake.url, mode="act",
+                          status="acted", action="RETRY", action_result={"repair_id": 5},
+                          created_at=NOW - 30 * MIN, **kw)
+
+
+def test_sweep_queues_the_failed_repair_of_a_run_that_started_before_the_window(fake_databricks, client, store):
+    store.set_watermark(fake_databricks.url, NOW - 10 * MIN)
+    fake_databricks.load(_repaired_run(500, "FAILED", start=NOW - 5 * HOUR, end=NOW - 2 * MIN))
+    store.claim(_repaired_decision(fake_databricks, 500))
+    queue = Queue()
+    report = _sweep(fake_databricks, client, store, queue)
+    assert report.ok, report.errors
+    assert [r.run_id for r in queue] == [500] and report.workspaces[0].long_runs == 1
+    # Once attempt 1 is decided, the run is not read again.
+    store.claim(DecisionRecord(decision_key="500-1", job_id="7", run_id=500, workspace=fake_databricks.url))
+    fake_databricks.clear_requests()
+    queue = Queue()
+    assert _sweep(fake_databricks, client, store, queue, now=NOW + 5 * MIN).ok
+    assert queue == [] and fake_databricks.requests_to("runs/get") == []
+
+
+def test_sweep_remembers_a_repair_in_flight_and_skips_succeeded_or_foreign_ones(fake_databricks, client, store):
+    store.set_watermark(fake_databricks.url, NOW - 10 * MIN)
+    fake_databricks.load(_repaired_run(510, None, start=NOW - 5 * HOUR, end=0))
+    fake_databricks.load(_repaired_run(511, "SUCCESS", start=NOW - 5 * HOUR, end=NOW - 2 * MIN))
+    fake_databricks.load(_repaired_run(512, "FAILED", start=NOW - 5 * HOUR, end=NOW - 2 * MIN))
+    store.claim(_repaired_decision(fake_databricks, 510))
+    store.claim(_repaired_decision(fake_databricks, 511, outcome={"result": "succeeded", "final": True}))
+    other = _repaired_decision(fake_databricks, 512)
+    other.workspace = "https://adb-42.1.azuredatabricks.net"
+    store.claim(other)
+    queue = Queue()
+    assert _sweep(fake_databricks, client, store, queue).ok
+    assert queue == []
+    read = {r.query["run_id"] for r in fake_databricks.requests_to("runs/get")}
+    assert "510" in read and not read & {"511", "512"}
+    assert "510" in store.state_get(ACTIVE_KIND, fake_databricks.url).value["runs"]
+
+
+def test_sweep_waits_for_a_repair_in_flight_even_if_the_run_state_says_failed(fake_databricks, client, store):
+    store.set_watermark(fake_databricks.url, NOW - 10 * MIN)
+    doc = _repaired_run(520, None, start=NOW - 5 * HOUR, end=0)
+    doc["run"]["state"] = {"life_cycle_state": "TERMINATED", "result_state": "FAILED"}   # lags the repair
+    fake_databricks.load(doc)
+    store.state_put(ACTIVE_KIND, fake_databricks.url, {"runs": {"520": NOW - 5 * HOUR}})
+    queue = Queue()
+    assert _sweep(fake_databricks, client, store, queue).ok
+    assert queue == [] and "520" in store.state_get(ACTIVE_KIND, fake_databricks.url).value["runs"]
+    fake_databricks.finish_run(520, "FAILED", "failed again")
+    assert _sweep(fake_databricks, client, store, queue, now=NOW + 5 * MIN).ok
+    assert [r.run_id for r in queue] == [520]
+
+
 def test_sweep_report_summary_and_dict(fake_databricks, client, store):
     fake_databricks.load(run_doc(400, NOW - HOUR, NOW - MIN))
     report = _sweep(fake_databricks, client, store, Queue())

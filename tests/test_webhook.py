@@ -160,6 +160,15 @@ def test_parse_task_failure_triages_the_parent_job_run():
     assert (result.run_id, result.task_run_id, result.task_key) == (800, 900, "task_name")
 
 
+def test_parse_task_failure_without_parent_run_id_is_400_not_a_task_run_triaged_as_a_job_run():
+    doc = json.loads(DOC_TASK_SUCCESS.replace("jobs.on_success", "jobs.on_failure"))
+    del doc["run"]["parent_run_id"]
+    doc["run"]["run_id"] = "900"
+    with pytest.raises(RequestError) as err:
+        parse_notification(json.dumps(doc).encode())
+    assert err.value.status == 400 and "run.parent_run_id" in err.value.message
+
+
 def test_parse_unknown_event_type_is_ignored_not_an_error():
     result = parse_notification(b'{"event_type": "jobs.on_streaming_backlog_exceeded", "run": {}}')
     assert isinstance(result, Ignored) and "unknown event type" in result.reason

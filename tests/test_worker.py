@@ -3,7 +3,7 @@
 import pytest
 
 from shared.config import Settings
-from shared.errors import DatabricksUnavailable, StoreUnavailable
+from shared.errors import DatabricksUnavailable, SnapshotError, StoreUnavailable
 from shared.runtime import open_runtime
 from shared.webhook import TriageRequest
 from shared.worker import is_transient, process_message, process_poison, process_request
@@ -77,6 +77,19 @@ def test_process_poison_escalates_with_the_last_error(fake_databricks, env, runt
     record = runtime.store.get(outcome.decision_key, "9")
     assert "triage failed for run 77" in record.reason and "gave up" in record.reason
     assert runtime.notifier.calls == [(77, "ESCALATE")]
+
+
+def test_process_request_unexpected_error_raises_and_poison_escalates_with_it(fake_databricks, env, runtime):
+    doc = corpus_doc("dev-001")
+    doc["run"]["state"] = "not an object"           # an answer the snapshot parser cannot read
+    doc["run"].pop("status", None)
+    run_id = fake_databricks.load(doc)
+    settings = Settings.from_env(env)
+    with pytest.raises(SnapshotError):
+        process_request(_request(fake_databricks, run_id), settings, runtime=runtime)
+    outcome = process_poison(_request(fake_databricks, run_id).to_message(), settings, runtime=runtime)
+    assert "last error: SnapshotError" in outcome.message and "must be objects" in outcome.message
+    assert runtime.notifier.calls == [(run_id, "ESCALATE")]
 
 
 def test_process_message_drops_what_is_not_a_request(env, caplog):
