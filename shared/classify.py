@@ -19,6 +19,7 @@ from shared.models import (
     EvidenceKind,
     TaskVerdict,
 )
+from shared.redact import redact
 from shared.rootcause import extract
 from shared.rules import Rule, rules_of_kind
 from shared.snapshot import RunState, Snapshot, TaskRun
@@ -45,7 +46,7 @@ def match_state(state: RunState, task_key: str | None = None) -> list[Evidence]:
     out: list[Evidence] = []
     values = {
         EvidenceKind.RESULT_STATE: [v for v in (state.result_state,) if v and v != "FAILED"]
-        + ([state.life_cycle_state] if state.life_cycle_state == "SKIPPED" else []),
+        + ([state.life_cycle_state] if state.life_cycle_state in ("SKIPPED", "INTERNAL_ERROR") else []),
         EvidenceKind.TERMINATION_CODE: [state.termination_code] if state.termination_code
         and state.termination_code not in _GENERIC_CODES else [],
         EvidenceKind.TERMINATION_TYPE: [state.termination_type] if state.termination_type
@@ -113,7 +114,7 @@ def _classify_task(task: TaskRun) -> TaskVerdict:
     text_ev, excerpt = match_text(task.text, task.task_key)
     evidence.extend(text_ev)
     if not excerpt:
-        excerpt = "\n".join(task.state.messages)[:2000]
+        excerpt = redact("\n".join(task.state.messages))[:2000]   # redacted before the cut halves a secret
     return _verdict(task.task_key, task.run_id, evidence, excerpt)
 
 
@@ -161,7 +162,8 @@ def classify(snapshot: Snapshot) -> Classification:
 
     # A timed-out or user-canceled run: that is what happened, whatever the tasks say.
     structural = [v for v in verdicts if v.task_key is None and v.top is not None
-                  and v.top.kind is EvidenceKind.RESULT_STATE]
+                  and v.top.kind is EvidenceKind.RESULT_STATE
+                  and v.category in (Category.TIMEOUT, Category.CANCELED)]
     if structural:
         chosen = structural[0]
         note = ""

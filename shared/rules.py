@@ -64,6 +64,7 @@ RULES: tuple[Rule, ...] = (
       "MAXIMUM_CONCURRENT_RUNS_REACHED"),
     R("state.excluded", K.RESULT_STATE, r"EXCLUDED|DISABLED", C.CANCELED, 0.95, "EXCLUDED"),
     R("state.skipped", K.RESULT_STATE, r"SKIPPED", C.CANCELED, 0.95, "SKIPPED"),
+    R("state.internal-error", K.RESULT_STATE, r"INTERNAL_ERROR", C.INFRASTRUCTURE, 0.6, "INTERNAL_ERROR"),
 
     # ---- termination codes (status.termination_details.code) --------------------------------
     R("code.user-canceled", K.TERMINATION_CODE, r"USER_CANCELED", C.CANCELED, 0.97, "USER_CANCELED"),
@@ -201,7 +202,7 @@ RULES: tuple[Rule, ...] = (
       r"CommitFailedException|LockTimeoutException|DeadlockLoserDataAccessException",
       C.CONCURRENCY, 0.93, "ConcurrentAppendException"),
     R("exc.timeout", K.EXCEPTION, r"TimeoutException|SocketTimeoutException|ReadTimeout(Error|Exception)?|"
-      r"ConnectTimeout(Error|Exception)?|TimeoutError|ReadTimeoutError|ConnectTimeoutError|"
+      r"TimeoutError|ReadTimeoutError|"
       r"RpcTimeoutException|AskTimeoutException|QueryTimeoutException|StatementTimeoutException",
       C.TIMEOUT, 0.88, "TimeoutException"),
     R("exc.network", K.EXCEPTION, r"ConnectException|UnknownHostException|NoRouteToHostException|"
@@ -209,7 +210,8 @@ RULES: tuple[Rule, ...] = (
       r"ConnectionRefusedError|ConnectionAbortedError|BrokenPipeError|RemoteDisconnected|ProtocolError|"
       r"NoHttpResponseException|ClosedChannelException|EOFException|HttpHostConnectException|"
       r"ServiceUnavailableException|ThrottlingException|TooManyRequestsException|ProvisionedThroughputExceededException|"
-      r"SlowDownException|ServerBusyException|ChunkedEncodingError|IncompleteRead|MaxRetryError|NameResolutionError",
+      r"SlowDownException|ServerBusyException|ChunkedEncodingError|IncompleteRead|MaxRetryError|NameResolutionError|"
+      r"ConnectTimeout(Error|Exception)?|ConnectTimeoutError|ConnectionTimeoutException",
       C.NETWORK, 0.85, "UnknownHostException"),
     R("exc.permission", K.EXCEPTION, r"AccessDeniedException|SecurityException|PermissionError|"
       r"AccessControlException|UnauthorizedAccessException|AuthorizationException|AuthenticationException|"
@@ -225,7 +227,9 @@ RULES: tuple[Rule, ...] = (
       C.DEPENDENCY, 0.88, "ModuleNotFoundError", False),
     R("exc.file-not-found", K.EXCEPTION, r"FileNotFoundException|FileNotFoundError|SparkFileNotFoundException|"
       r"NoSuchFileException|PathNotFoundException|NoSuchTableException|NoSuchDatabaseException|"
-      r"NoSuchNamespaceException|TableNotFoundException|DeltaAnalysisException404|ResourceNotFoundException",
+      r"NoSuchNamespaceException|TableNotFoundException|DeltaAnalysisException404|ResourceNotFoundException|"
+      r"FileAlreadyExistsException|PathAlreadyExistsException|TableAlreadyExistsException|"
+      r"FileAlreadyExistsError|PartitionAlreadyExistsException|NamespaceAlreadyExistsException",
       C.DATA, 0.88, "FileNotFoundException"),
     R("exc.data", K.EXCEPTION, r"InvariantViolationException|DeltaInvariantViolationException|"
       r"ParquetDecodingException|SchemaColumnConvertNotSupportedException|SchemaMismatchException|"
@@ -235,7 +239,8 @@ RULES: tuple[Rule, ...] = (
       C.DATA, 0.84, "InvariantViolationException"),
     R("exc.config", K.EXCEPTION, r"MissingConfigException|ConfigException|ConfigurationException|"
       r"InputWidgetNotDefined|WidgetNotDefined(Exception)?|InvalidConfigurationException|"
-      r"IllegalConfigurationException|ConfigError|MissingSecretException|SecretNotFoundException",
+      r"IllegalConfigurationException|ConfigError|MissingSecretException|SecretNotFoundException|"
+      r"ConfigurationPropertyNotFoundException|KeyProviderException|InvalidConfigurationValueException",
       C.CONFIGURATION, 0.88, "MissingConfigException"),
     R("exc.code-python", K.EXCEPTION, r"NameError|TypeError|AttributeError|KeyError|IndexError|ValueError|"
       r"ZeroDivisionError|SyntaxError|IndentationError|UnboundLocalError|RecursionError|NotImplementedError|"
@@ -288,7 +293,9 @@ RULES: tuple[Rule, ...] = (
       r"\bPath does not exist\b|\bNo such file or directory\b|\bfile(system)? does not exist\b|"
       r"\bThe specified (path|filesystem|container|blob) does not exist\b|\bFileNotFound\b|"
       r"\bNoSuchKey\b|\bThe specified key does not exist\b|\bLocation .{0,200}? does not exist\b|"
-      r"\bdirectory .{0,200}? does not exist\b|\bPathNotFound\b|\bfile not found\b",
+      r"\bdirectory .{0,200}? does not exist\b|\bPathNotFound\b|\bfile not found\b|"
+      r"\b(Output|target) (directory|path|location) .{0,200}? already exists\b|\bpath .{0,200}? already exists\b|"
+      r"\bLOCATION_ALREADY_EXISTS\b|\bnon-empty location\b|\bTABLE_OR_VIEW_ALREADY_EXISTS\b",
       C.DATA, 0.85, "AnalysisException: Path does not exist: dbfs:/mnt/raw/2024/"),
     R("text.schema-mismatch", K.PHRASE,
       r"\bschema mismatch\b|\bFailed to merge (fields|incompatible data types)\b|\bmergeSchema\b|"
@@ -353,7 +360,8 @@ RULES: tuple[Rule, ...] = (
       C.CONFIGURATION, 0.9, "Unexpected user error while preparing the cluster: INVALID_PARAMETER_VALUE"),
     R("text.not-found-config", K.PHRASE,
       r"\bNotebook not found\b|\bNo input widget named\b|\bInputWidgetNotDefined\b|\bwidget .{1,80}? (is not defined|not found)\b|"
-      r"\bSecret does not exist\b|\bSecret scope .{1,120}? does not exist\b|\bSECRET_RESOLUTION_ERROR\b|"
+      r"\bSecret does not exist\b|\bSecret scope( .{1,120}?)? does not exist\b|\bSECRET_RESOLUTION_ERROR\b|"
+      r"\bno credentials found for them in the configuration\b|\bConfiguration property .{1,200}? not found\b|"
       r"\bconfiguration path .{0,80}?(does not exist|not a valid)\b|\bINIT_SCRIPT_FAILURE\b|"
       r"\binit script .{0,120}? (failed|exited)\b|\bDOCKER_IMAGE_PULL_FAILURE\b|\bCluster .{1,60}? does not exist\b|"
       r"\bUnity Catalog is not enabled\b|\bnot supported on (shared|serverless)\b|\bis not allowed in (shared|serverless)\b|"
@@ -375,6 +383,7 @@ RULES: tuple[Rule, ...] = (
     R("text.executor-lost", K.PHRASE,
       r"\bExecutorLostFailure\b|\bLost executor\b|\bRemote RPC client disassociated\b|"
       r"\bThe spark driver has stopped unexpectedly\b|\bDriver (has )?(stopped|crashed|down)\b|"
+      r"\bdriver is restarting\b|\bSpark context has stopped and the driver\b|"
       r"\bdriver is (temporarily )?unavailable\b|\bDriver is up but is not responsive\b|\bDRIVER_OUT_OF_MEMORY\b|"
       r"\bPython (worker|kernel) (exited|died|crashed) unexpectedly\b|\bThe Python kernel is unresponsive\b|"
       r"\bFetchFailed(Exception)?\b|\bMissing an output location for shuffle\b|\bfatal error in the Python process\b",
@@ -389,13 +398,17 @@ RULES: tuple[Rule, ...] = (
       C.RESOURCE, 0.9, "Total size of serialized results of 2689 tasks (2.0 GB) is bigger than spark.driver.maxResultSize"),
     # TIMEOUT (before NETWORK: a read time-out is a time-out)
     R("text.timeout", K.PHRASE,
-      r"\bFutures timed out\b|\btimed out after\b|\bRead timed out\b|\bconnect(ion)? timed out\b|"
+      r"\bFutures timed out\b|\btimed out after\b|\bRead timed out\b|"
       r"\bdeadline exceeded\b|\bTimeout (waiting|exceeded|expired)\b|\bheartbeat(s)? (timed out|timeout)\b|"
       r"\bno recent heartbeats\b|\bheartbeat timed out\b|\bQuery timed out\b|\bstatement timeout\b|"
       r"\bexceeded (its|the) (maximum|max) (duration|time)|\btimeout of \d+ ?(ms|s|seconds)\b|\b504 Gateway Time-?out\b|"
       r"\bGateway Time-?out\b|\btimed out waiting\b|\boperation timed out\b|\bRequest timed out\b",
       C.TIMEOUT, 0.86, "java.util.concurrent.TimeoutException: Futures timed out after [300 seconds]"),
     # NETWORK
+    R("text.connect-timeout", K.PHRASE,
+      r"\bconnect(ion)? timed out\b|\bconnection attempt failed\b|\bTCP/IP connection to the host .{1,200}? has failed\b|"
+      r"\bConnectTimeout(Exception|Error)?\b|\btimed out (while )?connecting\b",
+      C.NETWORK, 0.9, "The TCP/IP connection to the host sqlsrv, port 1433 has failed. Error: Connection timed out."),
     R("text.connection", K.PHRASE,
       r"\bConnection (refused|reset|aborted|closed by peer)\b|\bConnection pool shut down\b|\bBroken pipe\b|"
       r"\bUnknownHostException\b|\bName or service not known\b|\bTemporary failure in name resolution\b|"
@@ -418,6 +431,7 @@ RULES: tuple[Rule, ...] = (
     # INFRASTRUCTURE
     R("text.cloud-capacity", K.PHRASE,
       r"\bCloud Provider Launch Failure\b|\bCLOUD_PROVIDER_LAUNCH_FAILURE\b|\bCLOUD_PROVIDER_RESOURCE_STOCKOUT\b|"
+      r"\bcloud provider failures?\b|\bCould not launch cluster\b|\bexceeding (approved )?quota limits?\b|"
       r"\bInsufficientInstanceCapacity\b|\bnot enough (available )?capacity\b|\bSPOT_INSTANCE_TERMINATION\b|"
       r"\bspot instance.{0,80}(terminat|reclaim|preempt|lost)|\bQUOTA_EXCEEDED\b|\bQuotaExceeded\b|"
       r"\bexceeding approved .{0,80}quota\b|\bquota (exceeded|limit)\b|\bAZURE_RESOURCE_PROVIDER_THROTTLING\b|"
@@ -449,7 +463,8 @@ RULES: tuple[Rule, ...] = (
       r"\bConflicting commit\b|\bMultiple streaming (jobs|queries) detected\b|\bwas changed by a concurrent\b|"
       r"\bdeadlock (detected|found)\b|\bLock wait timeout\b|\bcould not acquire (the )?lock\b|\bCOULD_NOT_ACQUIRE_LOCK\b|"
       r"\bWORKSPACE_RUN_LIMIT_EXCEEDED\b|\btoo many (concurrent|active) (runs|jobs|requests)\b|"
-      r"\bjob creation rate limit\b|\bmaximum number of (concurrent|active) (runs|jobs)\b",
+      r"\bjob creation rate limit\b|\bmaximum number of (concurrent|active) (runs|jobs)\b|"
+      r"\bexceeded the concurrent (limit|request limit)\b|\bconcurrent (request|run)s? limit\b",
       C.CONCURRENCY, 0.86, "Files were added to the root of the table by a concurrent update"),
     # CANCELED
     R("text.canceled", K.PHRASE, r"\bRun cancell?ed\b|\bcancell?ed by (user|the user|\S+@\S+)\b|"
