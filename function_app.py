@@ -13,6 +13,11 @@ Importing this module does no I/O and imports no cloud SDK (see benchmarks/cold_
 import azure.functions as func
 
 from blueprints import feedback, health, sweep, webhook, worker
+from shared.redact import install_log_redaction
+
+# Every log line the host ships is redacted: the worker's handler is on the root logger by the
+# time the host imports this module, and the filter goes on it (and on the root logger).
+install_log_redaction()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

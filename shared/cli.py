@@ -54,10 +54,18 @@ class Context:
     stderr: IO[str] = field(default_factory=lambda: sys.stderr)
 
     def error(self, exc: BaseException | str) -> None:
+        from shared.redact import redact   # an error may quote what a service answered
+
         if isinstance(exc, BaseException):
-            self.stderr.write(f"error: {type(exc).__name__}: {exc}\n")
+            self.stderr.write(redact(f"error: {type(exc).__name__}: {exc}") + "\n")
         else:
-            self.stderr.write(f"error: {exc}\n")
+            self.stderr.write(redact(f"error: {exc}") + "\n")
+
+    def traceback(self) -> None:
+        """The traceback of the exception being handled, redacted, on stderr (``--debug``)."""
+        from shared.redact import redact
+
+        self.stderr.write(redact(traceback.format_exc()))
 
     def settings(self):
         from shared.config import Settings
@@ -125,11 +133,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return ExitCode.OK
     except TriageError as exc:
         if args.debug:
-            traceback.print_exc(file=ctx.stderr)
+            ctx.traceback()
         ctx.error(exc)
         return ExitCode.ERROR
     except Exception as exc:  # noqa: BLE001 - the last line of defence of a CLI
         if args.debug:
-            traceback.print_exc(file=ctx.stderr)
+            ctx.traceback()
         ctx.error(exc)
         return ExitCode.ERROR

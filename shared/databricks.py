@@ -399,22 +399,29 @@ class DatabricksClient:
         """Build from ``Settings``: host from DATABRICKS_HOST, auth from DATABRICKS_AUTH.
 
         ``token`` is the personal access token (or a callable returning it) fetched by the caller;
-        when None and DATABRICKS_AUTH=pat, DATABRICKS_TOKEN is read from ``settings.extra``.
-        ``credential=`` (keyword) overrides both, e.g. an ``AzureIdentityCredential`` around a
-        specific azure-core credential."""
+        when None and DATABRICKS_AUTH=pat, the secret DATABRICKS_TOKEN is read through ``secrets=``
+        (keyword, a ``shared.secrets.SecretProvider``), else through one built from the settings:
+        Key Vault when KEY_VAULT_URL is set (the app setting is then ignored), the environment
+        otherwise. ``credential=`` (keyword) overrides both, e.g. an ``AzureIdentityCredential``
+        around a specific azure-core credential."""
         host = getattr(settings, "databricks_host", "") or ""
         if not host:
             raise ConfigError("DATABRICKS_HOST is not set (the workspace URL, "
                               "e.g. https://adb-1234567890123456.7.azuredatabricks.net)")
         auth = getattr(settings, "databricks_auth", "pat") or "pat"
         given: Credential | None = kwargs.pop("credential", None)
+        secrets: Any = kwargs.pop("secrets", None)
         if given is not None:
             credential: Credential = given
         elif auth == "azure-identity":
             credential = AzureIdentityCredential()
         elif auth == "pat":
             if token is None:
-                token = (getattr(settings, "extra", None) or {}).get("DATABRICKS_TOKEN", "")
+                from shared.secrets import SecretProvider
+
+                provider = secrets if secrets is not None else SecretProvider.from_settings(settings)
+                if provider.get_optional("DATABRICKS_TOKEN") is not None:   # fail now when it is missing
+                    token = lambda: provider.get("DATABRICKS_TOKEN")  # noqa: E731 - read per request (rotation)
             if not token:
                 raise SecretError("DATABRICKS_TOKEN is not set (or set DATABRICKS_AUTH=azure-identity "
                                   "to use the app's managed identity)")
@@ -528,11 +535,16 @@ class DatabricksClient:
         return self.host + path + (("?" + urlencode(params)) if params else "")
 
     def _scrub(self, text: str) -> str:
+        """The client's own token, then every recognisable secret (``shared.redact``), out of a
+        text the workspace or the network produced. Scrub before shortening, never after: a
+        secret cut in half is no longer recognisable."""
+        from shared.redact import redact
+
         secrets = getattr(self.credential, "secrets", None)
         for value in (secrets() if callable(secrets) else ()):
             if value and len(value) >= 8:
                 text = text.replace(value, "[REDACTED]")
-        return text
+        return redact(text)
 
     def _get_session(self) -> "requests.Session":
         if self._session is None:
@@ -600,7 +612,7 @@ class DatabricksClient:
 
     def _describe(self, outcome: Any) -> str:
         if isinstance(outcome, BaseException):
-            return self._scrub(_one_line(_describe_exception(outcome, self.host), 300))
+            return _one_line(self._scrub(_describe_exception(outcome, self.host)), 300)
         code = _error_code_of(outcome)
         return f"HTTP {outcome.status_code}" + (f" {code}" if code else "")
 
@@ -613,7 +625,7 @@ class DatabricksClient:
         except ValueError as exc:
             raise DatabricksError(
                 f"the workspace answered HTTP {response.status_code} with a body that is not JSON "
-                f"({self._scrub(_one_line(text, 80))!r}); is DATABRICKS_HOST the workspace URL?",
+                f"({_one_line(self._scrub(text[:16384]), 80)!r}); is DATABRICKS_HOST the workspace URL?",
                 status=response.status_code, method=method, url=shown) from exc
         if not isinstance(data, dict):
             raise DatabricksError(
@@ -635,8 +647,9 @@ class DatabricksClient:
             code = raw_code if isinstance(raw_code, str) and raw_code else None
             message = str(body.get("message") or body.get("error") or "")
         if not message:
-            message = _one_line(outcome.text or "", 200) or (outcome.reason or f"HTTP {status}")
-        message = self._scrub(_one_line(message))
+            body_text = self._scrub((outcome.text or "")[:16384])   # scrubbed before it is shortened
+            message = _one_line(body_text, 200) or (outcome.reason or f"HTTP {status}")
+        message = _one_line(self._scrub(message))
         if status in (401, 403) or code in _AUTH_ERROR_CODES:
             cls: type[DatabricksError] = DatabricksAuthError
         elif status == 404 or code in _NOT_FOUND_ERROR_CODES:

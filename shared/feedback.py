@@ -97,7 +97,13 @@ def clean_comment(comment: Any) -> str | None:
     text = _CONTROL.sub(" ", comment.replace("\r\n", "\n")).strip()
     if not text:
         return None
-    text = redact(text[: MAX_COMMENT_CHARS * 4])
+    limit = MAX_COMMENT_CHARS * 4
+    if len(text) > limit:
+        # Cut at a space near the limit when there is one: a secret cut in half no longer looks
+        # like a secret to redact().
+        space = max(text.rfind(" ", limit - 512, limit), text.rfind("\n", limit - 512, limit))
+        text = text[:space] if space > 0 else text[:limit]
+    text = redact(text)
     if len(text) > MAX_COMMENT_CHARS:
         text = text[: MAX_COMMENT_CHARS - 1].rstrip() + "…"
     return text

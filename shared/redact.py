@@ -135,6 +135,8 @@ _BENIGN_KEY = re.compile(
     r"password_?(?:policy|expiry|expired|reset|length)|tokenizer|"
     r"[_.](?:type|class|impl|provider|provider[_.]type|enabled|mode))$"
 )
+# Whole words of a mapping key that name a secret (the short forms of _WEAK_KEYWORDS, and more).
+_WEAK_KEY_WORDS = frozenset({"pass", "passwd", "pwd", "pw", "sas", "creds"})
 _PLAIN_WORD = re.compile(r"[A-Za-z][a-z]{0,11}")
 # Command-line flags: --password hunter2, --db-token xyz.
 _FLAG = re.compile(
@@ -228,6 +230,10 @@ def is_sensitive_key(key: str) -> bool:
         return False
     flat = re.sub(r"[^a-z0-9]", "", k.lower())
     if flat in ("sig", "pwd", "sas", "authorization", "cookie", "setcookie"):
+        return True
+    # Short names count only as a whole word: DB_PWD, SNOWFLAKE_PASS, dbPass, API_CREDS (not bypass).
+    words = re.split(r"[^a-z0-9]+", re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", k).lower())
+    if any(w in _WEAK_KEY_WORDS for w in words):
         return True
     return any(
         w in flat

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from shared.redact import redact
+
 __all__ = ["RootCause", "extract", "MAX_ANALYSED", "MAX_EXCERPT"]
 
 MAX_ANALYSED = 64_000      # characters of text the rules look at
@@ -152,7 +154,10 @@ def _excerpt(lines: list[str]) -> str:
     def add(line: str) -> None:
         s = line.strip()
         if s and s not in picked:
-            picked.append(s if len(s) <= 600 else s[:600] + " …")
+            if len(s) > 600:   # redact before cutting: a secret cut in half no longer looks like one
+                s = redact(s)
+                s = s if len(s) <= 600 else s[:600] + " …"
+            picked.append(s)
 
     causes = [m.group(1) for ln in lines if (m := _CAUSED_BY.match(ln))]
     if causes:

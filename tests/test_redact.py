@@ -271,6 +271,8 @@ def test_redact_obj_deep_and_by_key():
     ("fs.azure.account.key.acct1.dfs.core.windows.net", True), ("access_token", True), ("sig", True),
     ("next_page_token", False), ("nextPageToken", False), ("max_tokens", False), ("secret_scope", False),
     ("task_key", False), ("job_id", False), ("token_type", False),
+    ("DB_PWD", True), ("SNOWFLAKE_PASS", True), ("dbPass", True), ("API_CREDS", True), ("db.pw", True),
+    ("bypass_cache", False), ("passenger_count", False), ("compass", False),
 ])
 def test_is_sensitive_key_names(key, expected):
     assert is_sensitive_key(key) is expected
