@@ -132,7 +132,7 @@ def new_record(snapshot: Snapshot, decision: Decision, settings: Settings, *, wo
         job_id=str(snapshot.job_id or "nojob"),
         run_id=snapshot.run_id,
         workspace=workspace or snapshot.workspace_host,
-        job_name=snapshot.job_name,
+        job_name=_redact(snapshot.job_name),
         category=decision.category.value,
         action=decision.action.value,
         confidence=round(float(decision.confidence), 3),
@@ -151,6 +151,33 @@ def _redact_obj(obj: Any) -> Any:
     from shared.redact import redact_obj
 
     return redact_obj(obj)
+
+
+# Job inputs a task definition carries. The request sent to Databricks keeps them (the rerun
+# needs them); the copy kept on the decision does not: a secret under a neutral name ("conn")
+# cannot be recognised, so their values are not stored at all.
+_INPUT_FIELDS = frozenset({"base_parameters", "parameters", "named_parameters", "python_params", "jar_params",
+                           "notebook_params", "python_named_params", "sql_params", "job_parameters",
+                           "spark_env_vars", "env_vars", "environment_variables", "spark_submit_params"})
+
+
+def _stored_request(obj: Any) -> Any:
+    """The plan as it is stored: redacted, with job input values replaced by a marker."""
+    def mask(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {k: (_mask_inputs(v) if k in _INPUT_FIELDS else mask(v)) for k, v in o.items()}
+        if isinstance(o, list):
+            return [mask(v) for v in o]
+        return o
+    return _redact_obj(mask(obj))
+
+
+def _mask_inputs(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "[not stored]" for k in value}
+    if isinstance(value, list):
+        return ["[not stored]" for _ in value]
+    return "[not stored]"
 
 
 def _mode_for(snapshot: Snapshot, settings: Settings, mode: str | None) -> str:
@@ -202,7 +229,7 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Any, stor
     plan = plan_action(snapshot, decision, settings, now_ms=now_ms())
     decision = effective_decision(decision, plan)  # e.g. a resize that cannot be done becomes an email
     record = new_record(snapshot, decision, settings, workspace=workspace, mode=mode)
-    record.action_request = _redact_obj(plan.to_dict())
+    record.action_request = _stored_request(plan.to_dict())
     record.not_before = int(getattr(plan, "not_before", 0) or 0)
 
     claim = store.claim(record)

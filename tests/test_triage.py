@@ -257,3 +257,20 @@ def test_triage_repair_recorded_but_run_state_unchanged_is_not_repaired_again(fa
     result = triage_run(run_id, _settings(TRIAGE_MODE="act"), client=client, store=store, act_now=True)
     assert result.skipped and "repair in progress" in result.message
     assert fake_databricks.writes == []
+
+
+def test_triage_stored_request_keeps_no_job_input_values_but_databricks_gets_them(fake_databricks, client, store):
+    doc = corpus_doc("dev-055")
+    doc.pop("history", None)
+    for t in doc["run"]["tasks"]:
+        t.setdefault("notebook_task", {"notebook_path": "/Repos/x"})["base_parameters"] = {"conn": "opaque-value-42"}
+    for c in doc["run"]["job_clusters"]:
+        c["new_cluster"]["spark_env_vars"] = {"LOOKUP": "opaque-value-43"}
+    run_id = fake_databricks.load(doc)
+    result = triage_run(run_id, _settings(TRIAGE_MODE="act"), client=client, store=store, act_now=True)
+    [submit] = fake_databricks.requests_to("runs/submit")
+    sent = str(submit.body)
+    assert "opaque-value-42" in sent and "opaque-value-43" in sent        # the rerun has its inputs
+    stored = str(store.get(result.record.decision_key, result.record.job_id).action_request)
+    assert "opaque-value-42" not in stored and "opaque-value-43" not in stored
+    assert "[not stored]" in stored and "num_workers" in stored          # the resize is still auditable
