@@ -173,7 +173,7 @@ class TriageQueue:
             raise QueueError(
                 f"could not queue run {request.run_id} on {self.endpoint}/{self.queue_name}"
                 + (f" (HTTP {status})" if status else "") + f": {type(exc).__name__}; "
-                "check AzureWebJobsStorage and the app's 'Storage Queue Data Message Sender' role"
+                "check AzureWebJobsStorage and the app's 'Storage Queue Data Contributor' role"
             ) from exc
         return str(sent.id)
 
