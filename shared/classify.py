@@ -27,6 +27,7 @@ from shared.snapshot import RunState, Snapshot, TaskRun
 __all__ = ["classify", "classify_text", "match_state", "match_text", "UNKNOWN_CONFIDENCE"]
 
 UNKNOWN_CONFIDENCE = 0.3
+_FIRM = 0.85   # deterministic evidence this strong outweighs any transient match in the same task
 # Generic codes that say "look at the text" rather than what happened.
 _GENERIC_CODES = {"RUN_EXECUTION_ERROR", "SUCCESS", "CANCELED"}
 _GENERIC_TYPES = {"CLIENT_ERROR", "SUCCESS"}
@@ -94,6 +95,14 @@ def _verdict(task_key: str | None, run_id: int | None, evidence: list[Evidence],
     if not evidence:
         return TaskVerdict(task_key, run_id, Category.UNKNOWN, UNKNOWN_CONFIDENCE, (), excerpt, upstream_only)
     ranked = sorted(evidence, key=_rank, reverse=True)
+    # A deterministic failure outweighs a transient one inside a task too: strong evidence that
+    # a person must act (a missing permission behind a cluster that would not start) wins over
+    # the transient symptom it caused.
+    if ranked[0].category in TRANSIENT:
+        firm = [e for e in ranked if e.category in DETERMINISTIC and e.confidence >= _FIRM]
+        if firm:
+            ranked.remove(firm[0])
+            ranked.insert(0, firm[0])
     top = ranked[0]
     confidence = top.confidence
     same = {e.rule_id for e in ranked[1:] if e.category is top.category}

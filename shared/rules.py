@@ -159,7 +159,8 @@ RULES: tuple[Rule, ...] = (
       r"INVALID_PARAMETER_VALUE.*|INVALID_CONF_VALUE.*|CONFIG_NOT_AVAILABLE.*|CONFIGURATION_.*|"
       r"UC_NOT_ENABLED.*|UNITY_CATALOG_.*NOT_ENABLED.*|UC_.*NOT_SUPPORTED.*|INVALID_SECRET.*|SECRET_.*NOT_FOUND.*|"
       r"NOTEBOOK_NOT_FOUND.*|WIDGET_.*|MISSING_.*PARAMETER.*|REQUIRES_SINGLE_PART_NAMESPACE.*|"
-      r"NOT_SUPPORTED_WITH_SERVERLESS.*|.*_NOT_SUPPORTED_IN_SHARED_CLUSTER.*|UNSUPPORTED_.*MODE.*",
+      r"NOT_SUPPORTED_WITH_SERVERLESS.*|.*_NOT_SUPPORTED_IN_SHARED_CLUSTER.*|UNSUPPORTED_.*MODE.*|"
+      r"JVM_ATTRIBUTE_NOT_SUPPORTED.*|.*NOT_SUPPORTED_IN_SPARK_CONNECT.*|.*_NOT_ALLOWED_ON_.*CLUSTER.*",
       C.CONFIGURATION, 0.88, "INVALID_PARAMETER_VALUE"),
     R("class.timeout", K.ERROR_CLASS,
       r".*TIMEOUT.*|.*TIMED_OUT.*|DEADLINE_EXCEEDED.*",
@@ -242,6 +243,9 @@ RULES: tuple[Rule, ...] = (
       r"IllegalConfigurationException|ConfigError|MissingSecretException|SecretNotFoundException|"
       r"ConfigurationPropertyNotFoundException|KeyProviderException|InvalidConfigurationValueException",
       C.CONFIGURATION, 0.88, "MissingConfigException"),
+    R("exc.restricted", K.EXCEPTION, r"Py4JSecurityException|SparkConnectGrpcException403|"
+      r"UnsupportedOperationExceptionShared|SecurityManagerException",
+      C.CONFIGURATION, 0.86, "Py4JSecurityException"),
     R("exc.code-python", K.EXCEPTION, r"NameError|TypeError|AttributeError|KeyError|IndexError|ValueError|"
       r"ZeroDivisionError|SyntaxError|IndentationError|UnboundLocalError|RecursionError|NotImplementedError|"
       r"AssertionError|ArithmeticException|LookupError|StopIteration|UnicodeEncodeError|OverflowError|"
@@ -264,7 +268,8 @@ RULES: tuple[Rule, ...] = (
       r"\bdoes not have (the )?(required )?[\w ]*(permission|privilege)s?\b|"
       r"\bdoes not have [A-Z][A-Z_ ]+ (on|permission|privilege)\b|\bnot authori[sz]ed\b|"
       r"\bis not authori[sz]ed to perform\b|\bAuthorizationPermissionMismatch\b|\bAuthorizationFailure\b|"
-      r"\bdo(es)? not have permission\b|\bmissing (the )?required permission|\bnot have privilege",
+      r"\bdo(es)? not have permission\b|\bmissing (the )?required permission|\bnot have privilege|"
+      r"\bPermission [\w.:/\-]{3,120} is required\b|\bpermissions? (is|are) required\b|\brequires? .{0,60}\bpermissions?\b",
       C.PERMISSION, 0.9, "User does not have USE SCHEMA on Schema 'main.default'"),
     R("text.http-403", K.PHRASE, r"\b(HTTP(/\d(\.\d)?)? ?403|403 Forbidden|Status ?Code: ?403|status 403|"
       r"error_code\"?:? ?\"?403|\b403\b[^\n]{0,40}\bForbidden)\b|\bForbidden\b[^\n]{0,60}\b403\b",
@@ -312,7 +317,10 @@ RULES: tuple[Rule, ...] = (
       r"\bcorrupt(ed)? (file|record|parquet|data|block)|\bMalformed (records?|CSV|JSON|input)\b|"
       r"\bnot a Parquet file\b|\bCould not read footer\b|\bmagic number\b.{0,40}\bexpected\b|"
       r"\bunderlying files have been updated\b|\bEncountered error while reading file\b|\bemptyDataError\b|"
-      r"\bNo columns to parse from file\b|\bUnable to infer schema\b|\bNo data found\b",
+      r"\bNo columns to parse from file\b|\bUnable to infer schema\b|\bNo data found\b|"
+      r"\bfailOnDataLoss\b|\bdata may have been lost\b|\bcould not find any delta file\b|"
+      r"\b(transaction|delta) log .{0,80}?(missing|not found|corrupt|truncated)\b|"
+      r"\bcheckpoint .{0,80}?(is corrupt|corrupted|missing|not found|incompatible)\b",
       C.DATA, 0.8, "Caused by: java.io.IOException: Could not read footer for file"),
     # CODE
     R("text.syntax", K.PHRASE,
@@ -341,7 +349,8 @@ RULES: tuple[Rule, ...] = (
       r"\bResolutionImpossible\b|\bdependency conflict|\bconflicting dependencies\b|"
       r"\bCommand errored out with exit status\b|\bFailed building wheel\b|\bFailed to build\b .{0,80}\bwheel|"
       r"\bnot found in (any of )?the (configured )?repositor|\bCould not resolve dependencies\b|"
-      r"\bpackage .{1,120}? (is not installed|not found)\b|\brequires .{1,80}? which is not installed\b",
+      r"\bpackage .{1,120}? (is not installed|not found)\b|\brequires .{1,80}? which is not installed\b|"
+      r"\bNo suitable driver( found)?\b|\bdriver class .{1,120}? not found\b",
       C.DEPENDENCY, 0.9, "ERROR: No matching distribution found for pandas==9.9.9", False),
     R("text.package-source-down", K.PHRASE,
       r"\btransient (Maven|pypi|PyPI|repository|network) (issue|error)\b|\bCannot download some libraries\b|"
@@ -368,7 +377,9 @@ RULES: tuple[Rule, ...] = (
       r"\bRepo .{1,80}? not found\b|\bGit .{0,40}?(checkout|clone) failed\b|\binvalid (git )?(branch|reference)\b|"
       r"\bmissing (required )?(environment variable|config(uration)? key|parameter)\b|\bUnknown (config|configuration) key\b|"
       r"\bInvalid configuration value detected\b|\bFailure to initiali[sz]e configuration\b|\bKeyProviderException\b|"
-      r"\bNo such (secret|scope)\b|\bcluster policy\b.{0,80}\b(violat|invalid|not allowed)",
+      r"\bNo such (secret|scope)\b|\bcluster policy\b.{0,80}\b(violat|invalid|not allowed)|"
+      r"\bINVALID_ARGUMENT\b|\bUNSUPPORTED_INSTANCE_TYPE\b|\bBOOTSTRAP_TIMEOUT_DUE_TO_MISCONFIG\b|"
+      r"\bis not (whitelisted|allowlisted)\b|\bnot supported (in|on|with) Spark Connect\b",
       C.CONFIGURATION, 0.86, "Notebook not found: /Repos/etl/main"),
     # RESOURCE
     R("text.oom", K.PHRASE,
@@ -404,6 +415,8 @@ RULES: tuple[Rule, ...] = (
       r"\bexceeded (its|the) (maximum|max) (duration|time)|\btimeout of \d+ ?(ms|s|seconds)\b|\b504 Gateway Time-?out\b|"
       r"\bGateway Time-?out\b|\btimed out waiting\b|\boperation timed out\b|\bRequest timed out\b",
       C.TIMEOUT, 0.86, "java.util.concurrent.TimeoutException: Futures timed out after [300 seconds]"),
+    R("text.timed-out", K.PHRASE, r"\btimed out\b|\btime-?out (exceeded|expired|reached)\b",
+      C.TIMEOUT, 0.75, "[Databricks] timed out: RUNNING"),
     # NETWORK
     R("text.connect-timeout", K.PHRASE,
       r"\bconnect(ion)? timed out\b|\bconnection attempt failed\b|\bTCP/IP connection to the host .{1,200}? has failed\b|"
@@ -415,7 +428,8 @@ RULES: tuple[Rule, ...] = (
       r"\bNo route to host\b|\bnodename nor servname\b|\bCould not resolve host\b|\bNetwork is unreachable\b|"
       r"\bRemote end closed connection\b|\bConnection to .{1,120}? failed\b|\bsocket hang up\b|\bECONNRESET\b|"
       r"\bECONNREFUSED\b|\bSSL(Error|EOFError|Exception)\b|\bEOF occurred in violation of protocol\b|"
-      r"\bunexpected end of stream\b|\bPremature EOF\b|\bfailed to respond\b",
+      r"\bunexpected end of stream\b|\bPremature EOF\b|\bfailed to respond\b|\bCommunications link failure\b|"
+      r"\bconnection (was )?(lost|dropped|interrupted)\b",
       C.NETWORK, 0.82, "java.net.SocketException: Connection reset"),
     R("text.http-server-error", K.PHRASE, r"\b50[0234] Server Error\b|\bMax retries exceeded with url\b|"
       r"\bFailed to connect to\b|\bFailed to establish a new connection\b|\bbecame unreachable\b.{0,40}\b(502|503|504)\b|"
@@ -453,6 +467,10 @@ RULES: tuple[Rule, ...] = (
       r"\bSparkContext (was|has been) (shut down|stopped)\b|\bCannot call methods on a stopped SparkContext\b|"
       r"\bUnable to instantiate .{0,40}HiveMetaStoreClient\b",
       C.INFRASTRUCTURE, 0.8, "Cluster terminated. Reason: DRIVER_UNREACHABLE (SERVICE_FAULT)"),
+    R("text.startup", K.PHRASE,
+      r"\berror during startup\b|\bSPARK_STARTUP_FAILURE\b|\bSpark (failed|could not) (to )?start\b|"
+      r"\bfailed to start (the )?(cluster|driver|Spark)\b",
+      C.INFRASTRUCTURE, 0.88, "Spark encountered an error during startup. Driver down"),
     R("text.platform-not-ready", K.PHRASE,
       r"\bfilesystem is not ready\b|\bnot fully initialized yet\b|\bMETASTORE_COMPONENT_UNHEALTHY\b|"
       r"\bmetastore (is )?(down|unavailable|unhealthy)\b|\bworkspace is (temporarily )?unavailable\b",
@@ -464,7 +482,8 @@ RULES: tuple[Rule, ...] = (
       r"\bdeadlock (detected|found)\b|\bLock wait timeout\b|\bcould not acquire (the )?lock\b|\bCOULD_NOT_ACQUIRE_LOCK\b|"
       r"\bWORKSPACE_RUN_LIMIT_EXCEEDED\b|\btoo many (concurrent|active) (runs|jobs|requests)\b|"
       r"\bjob creation rate limit\b|\bmaximum number of (concurrent|active) (runs|jobs)\b|"
-      r"\bexceeded the concurrent (limit|request limit)\b|\bconcurrent (request|run)s? limit\b",
+      r"\bexceeded the concurrent (limit|request limit)\b|\bconcurrent (request|run)s? limit\b|"
+      r"\bREQUEST_LIMIT_EXCEEDED\b|\btoken bucket limit\b|\bAPI rate limit\b",
       C.CONCURRENCY, 0.86, "Files were added to the root of the table by a concurrent update"),
     # CANCELED
     R("text.canceled", K.PHRASE, r"\bRun cancell?ed\b|\bcancell?ed by (user|the user|\S+@\S+)\b|"
