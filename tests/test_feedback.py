@@ -11,7 +11,8 @@ from html.parser import HTMLParser
 import azure.functions as func
 import pytest
 
-from blueprints.feedback import MAX_BODY_BYTES, feedback_link, feedback_post, handle_link, handle_post
+from blueprints.feedback import feedback_link, feedback_post
+from shared.feedback_http import MAX_BODY_BYTES, handle_link, handle_post
 from shared.cli import main
 from shared.errors import DecisionNotFound
 from shared.feedback import MAX_COMMENT_CHARS, corrections_for, record_feedback

@@ -1,1 +1,3 @@
 """One module per command: each has register(subparsers)."""
+
+__all__: list[str] = []
