@@ -74,11 +74,17 @@ def match_text(text: str, task_key: str | None = None) -> tuple[list[Evidence], 
         (EvidenceKind.SQLSTATE, rc.sqlstates),
         (EvidenceKind.EXCEPTION, rc.exceptions),
     ):
+        recognised: set[str] = set()
         for rule in rules_of_kind(kind):
+            fallback = rule.id.endswith(".other")  # only for what no specific rule recognised
             for v in values:
+                if fallback and v in recognised:
+                    continue
                 if rule.matches_value(v):
                     out.append(_ev(rule, v, task_key))
-                    break
+                    recognised.add(v)
+                    if not fallback:
+                        break
     for rule in rules_of_kind(EvidenceKind.PHRASE):
         m = rule.regex.search(rc.text)
         if m:

@@ -36,7 +36,11 @@ _CAUSE_HINT = re.compile(r"Caused by|Exception|Error|Traceback|FAILED|SQLSTATE|\
 _ERROR_CLASS = re.compile(r"\[([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+(?:\.[A-Z0-9_]+)*)\]")
 # Unity Catalog and REST errors name their class as "ErrorClass=TABLE_DOES_NOT_EXIST.RESOURCE_DOES_NOT_EXIST"
 # or "error_code": "INVALID_PARAMETER_VALUE".
-_ERROR_CLASS_KV = re.compile(r"(?:ErrorClass=|\berror_code\W{1,4})([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+(?:\.[A-Z0-9_]+)*)")
+# Databricks REST/SDK errors put the code before a colon: "RestException: RESOURCE_DOES_NOT_EXIST: Node …",
+# "ServerOperationError: DEADLINE_EXCEEDED: This operation took too long".
+_ERROR_CLASS_KV = re.compile(
+    r"(?:ErrorClass=|\berror_code\W{1,4}|(?<![\w.])(?=[A-Z0-9_]*_)(?=[A-Z0-9_]+: [A-Za-z]))"
+    r"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+(?:\.[A-Z0-9_]+)*)")
 _SQLSTATE = re.compile(r"SQLSTATE\s*[:=]?\s*\(?\s*([0-9A-Z]{5})\b")
 # Exception and error type names (qualified or not).
 _EXC = re.compile(

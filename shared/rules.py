@@ -114,7 +114,8 @@ RULES: tuple[Rule, ...] = (
     R("class.schema", K.ERROR_CLASS,
       r"DELTA_SCHEMA_.*|DELTA_FAILED_TO_MERGE_FIELDS.*|DELTA_METADATA_MISMATCH.*|_LEGACY_ERROR_TEMP_DELTA.*|"
       r"INCOMPATIBLE_DATA_.*|CANNOT_MERGE_SCHEMAS.*|UNABLE_TO_INFER_SCHEMA.*|DELTA_READ_TABLE_WITHOUT_COLUMNS.*|"
-      r"DELTA_.*SCHEMA_MISMATCH.*|INCOMPATIBLE_COLUMN_TYPE.*|COLUMN_ALREADY_EXISTS.*|DELTA_DUPLICATE_COLUMNS.*",
+      r"DELTA_.*SCHEMA_MISMATCH.*|INCOMPATIBLE_COLUMN_TYPE.*|COLUMN_ALREADY_EXISTS.*|DELTA_DUPLICATE_COLUMNS.*|"
+      r"DELTA_SOURCE_.*|SOURCE_TABLE_IGNORE_CHANGES.*",
       C.DATA, 0.9, "DELTA_FAILED_TO_MERGE_FIELDS"),
     R("class.constraint", K.ERROR_CLASS,
       r"DELTA_NOT_NULL_CONSTRAINT_VIOLATED.*|DELTA_VIOLATE_CONSTRAINT.*|DELTA_.*CONSTRAINT.*|NOT_NULL_.*VIOLAT.*|"
@@ -261,6 +262,13 @@ RULES: tuple[Rule, ...] = (
       r"NotebookExecutionException|WorkflowException|UserCodeException",
       C.CODE, 0.68, "NullPointerException"),
 
+    R("exc.other", K.EXCEPTION,
+      r"(?!(Py4JJavaError|SparkException|ExecutionError|WorkflowException|StreamingQueryException|"
+      r"RuntimeException|Exception|Error|Throwable|Failure|RestException|DatabricksError|"
+      r"ServerOperationError|HiveSQLException|SQLException|IOException|UncheckedIOException|"
+      r"ExecutionException|InvocationTargetException|UndeclaredThrowableException)$)[\w$]+",
+      C.CODE, 0.5, "AppendOnceFlowCreatedFromBatchQueryException"),
+
     # ---- phrases (last resort, but the only evidence for many failures) ---------------------
     # PERMISSION
     R("text.permission-denied", K.PHRASE,
@@ -278,7 +286,9 @@ RULES: tuple[Rule, ...] = (
       r"\binvalid (access )?token\b|\btoken (is )?(expired|invalid)\b|\b(401|HTTP 401) Unauthorized\b|"
       r"\bauthentication (failed|failure|error)\b|\bfailed to authenticate\b|\binvalid credentials?\b|"
       r"\bLogin failed for user\b|\bcredentials? (were|was|are|is) (not|in)valid|\bexpired (credentials|token)\b|"
-      r"\bPERMISSION_DENIED\b|\bUNAUTHENTICATED\b|\bInvalidAuthenticationInfo\b|\bAADSTS\d+",
+      r"\bPERMISSION_DENIED\b|\bUNAUTHENTICATED\b|\bInvalidAuthenticationInfo\b|\bAADSTS\d+|"
+      r"\b(incorrect|invalid|wrong) (username|user name|user|login) or password\b|"
+      r"\bpassword authentication failed\b|\bcould not access (the )?key ?vault\b",
       C.PERMISSION, 0.88, "Invalid access token."),
     R("text.http-client-auth", K.PHRASE, r"\b40[13] Client Error\b|\bStatus(Code)?[=: ]+40[13]\b|"
       r"\busing anonymous credentials\b|\bServer failed to authenticate the request\b|"
@@ -319,6 +329,7 @@ RULES: tuple[Rule, ...] = (
       r"\bunderlying files have been updated\b|\bEncountered error while reading file\b|\bemptyDataError\b|"
       r"\bNo columns to parse from file\b|\bUnable to infer schema\b|\bNo data found\b|"
       r"\bfailOnDataLoss\b|\bdata may have been lost\b|\bcould not find any delta file\b|"
+      r"\bcolumn cannot be converted\b|\bFileReadException\b|\bCannot convert Parquet\b|"
       r"\b(transaction|delta) log .{0,80}?(missing|not found|corrupt|truncated)\b|"
       r"\bcheckpoint .{0,80}?(is corrupt|corrupted|missing|not found|incompatible)\b",
       C.DATA, 0.8, "Caused by: java.io.IOException: Could not read footer for file"),
@@ -327,7 +338,8 @@ RULES: tuple[Rule, ...] = (
       r"\bSyntax error\b|\bmismatched input\b|\bParseException\b|\bextraneous input\b|\bno viable alternative\b|"
       r"\binvalid syntax\b|\bcannot resolve\b|\bis not defined\b|\bhas no attribute\b|\bnot callable\b|"
       r"\bmissing \d+ required positional argument\b|\bunexpected keyword argument\b|\bCompilation failed\b|"
-      r"\bcompilation error\b|\berror: (value|not found: value|type mismatch)\b|\bunsupported operand type",
+      r"\bcompilation error\b|\berror: (value|not found: value|type mismatch)\b|\bunsupported operand type|"
+      r"\bUnsupported magic commands?\b",
       C.CODE, 0.8, "mismatched input 'FROM' expecting <EOF>"),
     R("text.child-notebook", K.PHRASE,
       r"\bNotebookExecutionException\b|\bnotebook run failed\b|\bFAILED: .{0,80}? Module: Failed\b|"
@@ -350,7 +362,9 @@ RULES: tuple[Rule, ...] = (
       r"\bCommand errored out with exit status\b|\bFailed building wheel\b|\bFailed to build\b .{0,80}\bwheel|"
       r"\bnot found in (any of )?the (configured )?repositor|\bCould not resolve dependencies\b|"
       r"\bpackage .{1,120}? (is not installed|not found)\b|\brequires .{1,80}? which is not installed\b|"
-      r"\bNo suitable driver( found)?\b|\bdriver class .{1,120}? not found\b",
+      r"\bNo suitable driver( found)?\b|\bdriver class .{1,120}? not found\b|"
+      r"\bDistributionNotFound\b|\bdistribution was not found\b|\bRun \W?dbt deps\b|"
+      r"\bCouldn't find remote ref\b|\bError checking out spec\b",
       C.DEPENDENCY, 0.9, "ERROR: No matching distribution found for pandas==9.9.9", False),
     R("text.package-source-down", K.PHRASE,
       r"\btransient (Maven|pypi|PyPI|repository|network) (issue|error)\b|\bCannot download some libraries\b|"
@@ -379,6 +393,11 @@ RULES: tuple[Rule, ...] = (
       r"\bInvalid configuration value detected\b|\bFailure to initiali[sz]e configuration\b|\bKeyProviderException\b|"
       r"\bNo such (secret|scope)\b|\bcluster policy\b.{0,80}\b(violat|invalid|not allowed)|"
       r"\bINVALID_ARGUMENT\b|\bUNSUPPORTED_INSTANCE_TYPE\b|\bBOOTSTRAP_TIMEOUT_DUE_TO_MISCONFIG\b|"
+      r"\b[A-Z]+_(VNET|NETWORK|NSG|SUBNET|SECURITY_GROUP)_CONFIGURATION_FAILURE\b|\bNETWORK_CONFIGURATION_FAILURE\b|"
+      r"\bAWS_UNSUPPORTED_FAILURE\b|\bINSTANCE_POOL_NOT_FOUND\b|\bAZURE_INVALID_DEPLOYMENT_TEMPLATE\b|"
+      r"\bnot supported in (your|the) (requested )?(Availability Zone|region|zone)\b|"
+      r"\bquota for the number of (jobs|clusters|pipelines|runs|notebooks)\b|"
+      r"\bno tables are defined\b|\bpipeline .{0,60}? (is not|isn't) (configured|defined)\b|"
       r"\bis not (whitelisted|allowlisted)\b|\bnot supported (in|on|with) Spark Connect\b",
       C.CONFIGURATION, 0.86, "Notebook not found: /Repos/etl/main"),
     # RESOURCE
@@ -415,7 +434,7 @@ RULES: tuple[Rule, ...] = (
       r"\bexceeded (its|the) (maximum|max) (duration|time)|\btimeout of \d+ ?(ms|s|seconds)\b|\b504 Gateway Time-?out\b|"
       r"\bGateway Time-?out\b|\btimed out waiting\b|\boperation timed out\b|\bRequest timed out\b",
       C.TIMEOUT, 0.86, "java.util.concurrent.TimeoutException: Futures timed out after [300 seconds]"),
-    R("text.timed-out", K.PHRASE, r"\btimed out\b|\btime-?out (exceeded|expired|reached)\b",
+    R("text.timed-out", K.PHRASE, r"\btimed out\b|\btime-?out (exceeded|expired|reached)\b|\btook too long\b",
       C.TIMEOUT, 0.75, "[Databricks] timed out: RUNNING"),
     # NETWORK
     R("text.connect-timeout", K.PHRASE,

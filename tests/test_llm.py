@@ -45,7 +45,7 @@ from tests.helpers import make_snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 LADDER = "Standard_DS3_v2,Standard_DS4_v2,Standard_DS5_v2"
-UNKNOWN_ERROR = "java.lang.IllegalStateException: the frobnicator jammed while flushing batch 17"
+UNKNOWN_ERROR = "the frobnicator jammed while flushing batch 17"
 PERMISSION_ERROR = ("[INSUFFICIENT_PERMISSIONS] Insufficient privileges: User does not have SELECT on Table "
                     "'main.sales.orders'. SQLSTATE: 42501")
 DATA_ERROR = ("[TABLE_OR_VIEW_NOT_FOUND] The table or view `main`.`sales`.`orders` cannot be found. "
