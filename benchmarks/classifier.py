@@ -21,10 +21,10 @@ ACTIONS = ("RETRY", "RETRY_WITH_NEW_PARAMS", "SEND_EMAIL", "ESCALATE", "IGNORE")
 UNSAFE = {"SEND_EMAIL", "IGNORE", "ESCALATE"}
 
 
-def confusion() -> None:
+def confusion(folder: Path = CORPUS, table: bool = True) -> None:
     settings = Settings()
     pairs, cats = [], Counter()
-    for path in sorted(CORPUS.glob("*.json")):
+    for path in sorted(folder.glob("*.json")):
         exp = json.loads(path.read_text())["expected"]
         d = decide(load_snapshot(path), settings, use_llm=False)
         pairs.append((exp["action"], d.action.value))
@@ -33,8 +33,10 @@ def confusion() -> None:
     correct = sum(a == b for a, b in pairs)
     unsafe = sum(1 for e, g in pairs if e in UNSAFE and g.startswith("RETRY"))
     cat_ok = sum(v for (e, g), v in cats.items() if e == g)
-    print(f"dev corpus: {n} snapshots; action accuracy {correct}/{n} = {correct / n:.3f}; "
+    print(f"{folder.name} corpus: {n} snapshots; action accuracy {correct}/{n} = {correct / n:.3f}; "
           f"category accuracy {cat_ok}/{n} = {cat_ok / n:.3f}; unsafe retries {unsafe}")
+    if not table:
+        return
     width = max(len(a) for a in ACTIONS) + 2
     print("confusion (rows: expected action, columns: decided action)")
     print("".ljust(width) + "".join(a[:12].rjust(14) for a in ACTIONS))
@@ -80,6 +82,11 @@ def per_snapshot() -> None:
 
 def main() -> None:
     confusion()
+    # The blind validation sets (see tests/corpus/README.md): labelled before the rules saw them;
+    # the rules were widened from their misses afterwards, so these are regression figures now.
+    for folder in sorted(CORPUS.parent.glob("validation*")):
+        if folder.is_dir():
+            confusion(folder, table=False)
     per_snapshot()
     big_trace()
 
