@@ -1,18 +1,7 @@
-"""HTTP feedback on decisions: a JSON API for tools and the signed links in triage emails.
-
-- ``POST /api/feedback`` (function key): ``{"decision_key", "verdict": "correct"|"wrong",
-  "correct_action"?, "correct_category"?, "comment"?, "job_id"?}`` -> 200 with the stored
-  feedback; 400 with a message for bad input, 404 for an unknown decision, 413 for a body over
-  16 KiB, 503 when the store is unreachable.
-- ``GET /api/feedback/{token}`` (anonymous: the signed token is the credential): checks the
-  HMAC-SHA256 signature (key: the ``TRIAGE_FEEDBACK_SIGNING_KEY`` secret, through
-  ``shared.secrets``) and the expiry *before* touching the store, records the verdict
-  (idempotent: a second click changes nothing) and answers a small self-contained HTML page.
-  400 for a malformed or forged token, 410 for an expired one, 404 for an unknown decision,
-  503 when the signing key or the store is missing.
-
-The request handling is in ``shared/feedback_http.py``; the triggers below only build settings,
-store and key from the environment.
+"""HTTP feedback on decisions: ``POST /api/feedback`` (function key) for tools, and
+``GET /api/feedback/{token}`` (anonymous: the signed token is the credential) for the links in
+triage emails. What each answers is described, and handled, in ``shared/feedback_http.py``;
+the triggers below only build settings, store and signing key from the environment.
 """
 
 from __future__ import annotations
