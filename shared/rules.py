@@ -221,6 +221,7 @@ RULES: tuple[Rule, ...] = (
       r"PermissionDenied(Exception|Error)?|Forbidden(Exception|Error)?|Unauthorized(Exception|Error)?|"
       r"NotAuthorized(Exception|Error)?|InvalidAccessKeyId|SignatureDoesNotMatch|AuthenticationFailed(Exception)?|"
       r"ClientAuthenticationError|HttpResponseError403|InvalidCredentialsException|CredentialUnavailableError|"
+      r"Authori[sz]ationFailed(Exception)?|"
       r"AbfsRestOperationException403",
       C.PERMISSION, 0.9, "AccessDeniedException"),
     R("exc.dependency", K.EXCEPTION, r"ModuleNotFoundError|ImportError|ClassNotFoundException|NoClassDefFoundError|"
@@ -277,7 +278,9 @@ RULES: tuple[Rule, ...] = (
       r"\bdoes not have [A-Z][A-Z_ ]+ (on|permission|privilege)\b|\bnot authori[sz]ed\b|"
       r"\bis not authori[sz]ed to perform\b|\bAuthorizationPermissionMismatch\b|\bAuthorizationFailure\b|"
       r"\bdo(es)? not have permission\b|\bmissing (the )?required permission|\bnot have privilege|"
-      r"\bPermission [\w.:/\-]{3,120} is required\b|\bpermissions? (is|are) required\b|\brequires? .{0,60}\bpermissions?\b",
+      r"\bPermission [\w.:/\-]{3,120} is required\b|\bpermissions? (is|are) required\b|\brequires? .{0,60}\bpermissions?\b|"
+      r"\bPermission '?[\w.:/\-]{3,120}'? denied\b|\bcould not verify permissions?\b|"
+      r"\bdoes not have [\w.]{3,80} access to\b|\b(failed with|returned) (code|status) 403\b|\b403 != 200\b",
       C.PERMISSION, 0.9, "User does not have USE SCHEMA on Schema 'main.default'"),
     R("text.http-403", K.PHRASE, r"\b(HTTP(/\d(\.\d)?)? ?403|403 Forbidden|Status ?Code: ?403|status 403|"
       r"error_code\"?:? ?\"?403|\b403\b[^\n]{0,40}\bForbidden)\b|\bForbidden\b[^\n]{0,60}\b403\b",
@@ -330,6 +333,7 @@ RULES: tuple[Rule, ...] = (
       r"\bNo columns to parse from file\b|\bUnable to infer schema\b|\bNo data found\b|"
       r"\bfailOnDataLoss\b|\bdata may have been lost\b|\bcould not find any delta file\b|"
       r"\bcolumn cannot be converted\b|\bFileReadException\b|\bCannot convert Parquet\b|"
+      r"\bFailure in test\b|\bconfigured to (fail|warn) if\b|\bdata (quality|validation) (check|test)s? failed\b|"
       r"\b(transaction|delta) log .{0,80}?(missing|not found|corrupt|truncated)\b|"
       r"\bcheckpoint .{0,80}?(is corrupt|corrupted|missing|not found|incompatible)\b",
       C.DATA, 0.8, "Caused by: java.io.IOException: Could not read footer for file"),
@@ -339,7 +343,8 @@ RULES: tuple[Rule, ...] = (
       r"\binvalid syntax\b|\bcannot resolve\b|\bis not defined\b|\bhas no attribute\b|\bnot callable\b|"
       r"\bmissing \d+ required positional argument\b|\bunexpected keyword argument\b|\bCompilation failed\b|"
       r"\bcompilation error\b|\berror: (value|not found: value|type mismatch)\b|\bunsupported operand type|"
-      r"\bUnsupported magic commands?\b",
+      r"\bUnsupported magic commands?\b|\bSPARK-5063\b|\breference SparkContext from\b|"
+      r"\bSparkContext (can|should) only be used on the driver\b",
       C.CODE, 0.8, "mismatched input 'FROM' expecting <EOF>"),
     R("text.child-notebook", K.PHRASE,
       r"\bNotebookExecutionException\b|\bnotebook run failed\b|\bFAILED: .{0,80}? Module: Failed\b|"
@@ -363,7 +368,7 @@ RULES: tuple[Rule, ...] = (
       r"\bnot found in (any of )?the (configured )?repositor|\bCould not resolve dependencies\b|"
       r"\bpackage .{1,120}? (is not installed|not found)\b|\brequires .{1,80}? which is not installed\b|"
       r"\bNo suitable driver( found)?\b|\bdriver class .{1,120}? not found\b|"
-      r"\bDistributionNotFound\b|\bdistribution was not found\b|\bRun \W?dbt deps\b|"
+      r"\bDistributionNotFound\b|\bdistribution was not found\b|\bRun \W?dbt deps\b|\bcannot import name\b|"
       r"\bCouldn't find remote ref\b|\bError checking out spec\b",
       C.DEPENDENCY, 0.9, "ERROR: No matching distribution found for pandas==9.9.9", False),
     R("text.package-source-down", K.PHRASE,
@@ -398,13 +403,15 @@ RULES: tuple[Rule, ...] = (
       r"\bnot supported in (your|the) (requested )?(Availability Zone|region|zone)\b|"
       r"\bquota for the number of (jobs|clusters|pipelines|runs|notebooks)\b|"
       r"\bno tables are defined\b|\bpipeline .{0,60}? (is not|isn't) (configured|defined)\b|"
+      r"\bCould not find profile named\b|\bInvalidParameterValue\b|\binvalid parameter value\b|"
       r"\bis not (whitelisted|allowlisted)\b|\bnot supported (in|on|with) Spark Connect\b",
       C.CONFIGURATION, 0.86, "Notebook not found: /Repos/etl/main"),
     # RESOURCE
     R("text.oom", K.PHRASE,
       r"\bJava heap space\b|\bGC overhead limit exceeded\b|\bout of memory\b|\bOutOfMemory\b|\bOOM\b|"
       r"\bCannot allocate memory\b|\bUnable to acquire \d+ bytes of memory\b|\bMemory limit exceeded\b|"
-      r"\bexceeds (the )?(configured )?memory limit|\bmemoryOverhead\b|\bkilled by the OOM killer\b",
+      r"\bexceeds (the )?(configured )?memory limit|\bmemoryOverhead\b|\bkilled by the OOM killer\b|"
+      r"\bstd::bad_alloc\b|\bKryo serialization failed: Buffer overflow\b|\bkryoserializer\.buffer\.max\b",
       C.RESOURCE, 0.9, "java.lang.OutOfMemoryError: Java heap space"),
     R("text.exit-137", K.PHRASE,
       r"\bexit (code|status)[: ]+(137|143)\b|\bExit status: (137|143)\b|\bContainer killed\b|"
