@@ -86,7 +86,7 @@ def match_text(text: str, task_key: str | None = None) -> tuple[list[Evidence], 
                     if not fallback:
                         break
     for rule in rules_of_kind(EvidenceKind.PHRASE):
-        m = rule.regex.search(rc.text)
+        m = rule.search(rc.text)
         if m:
             out.append(_ev(rule, " ".join(m.group(0).split()), task_key))
     return out, rc.excerpt

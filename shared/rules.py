@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 from shared.models import Category, EvidenceKind
 
@@ -40,6 +41,7 @@ class Rule:
     confidence: float
     example: str
     retryable: bool | None = None
+    check: Callable[[re.Match], bool] | None = field(default=None, compare=False)  # phrase rows only
     regex: re.Pattern = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -51,9 +53,21 @@ class Rule:
     def matches_value(self, value: str) -> bool:
         return self.regex.fullmatch(value) is not None
 
+    def search(self, text: str) -> re.Match | None:
+        """A phrase match, when the row's check (if any) accepts it."""
+        if self.check is None:
+            return self.regex.search(text)
+        return next((m for m in self.regex.finditer(text) if self.check(m)), None)
 
-def R(id, kind, pattern, category, confidence, example, retryable=None) -> Rule:  # noqa: N802 - table syntax
-    return Rule(id, kind, pattern, category, confidence, example, retryable)
+
+def R(id, kind, pattern, category, confidence, example, retryable=None, check=None) -> Rule:  # noqa: N802
+    return Rule(id, kind, pattern, category, confidence, example, retryable, check)
+
+
+def _needs_more_than_the_limit(m: re.Match) -> bool:
+    """Cloud quota messages give the limit and what the cluster needs: when the cluster alone
+    needs more than the whole limit, no retry can succeed until someone raises the quota."""
+    return int(m.group("required")) > int(m.group("limit"))
 
 
 RULES: tuple[Rule, ...] = (
@@ -154,7 +168,8 @@ RULES: tuple[Rule, ...] = (
       C.RESOURCE, 0.93, "UNABLE_TO_ACQUIRE_MEMORY"),
     R("class.concurrent", K.ERROR_CLASS,
       r"DELTA_CONCURRENT_.*|CONCURRENT_.*|DELTA_METADATA_CHANGED.*|DELTA_PROTOCOL_CHANGED.*|"
-      r"CONCURRENT_QUERY.*|DELTA_CONCURRENT_APPEND.*|.*_CONCURRENT_UPDATE.*|TABLE_LOCKED.*|RESOURCE_CONFLICT.*",
+      r"CONCURRENT_QUERY.*|DELTA_CONCURRENT_APPEND.*|.*_CONCURRENT_UPDATE.*|TABLE_LOCKED.*|RESOURCE_CONFLICT.*|"
+      r"RESOURCE_EXHAUSTED.*",
       C.CONCURRENCY, 0.93, "DELTA_CONCURRENT_APPEND"),
     R("class.config", K.ERROR_CLASS,
       r"INVALID_PARAMETER_VALUE.*|INVALID_CONF_VALUE.*|CONFIG_NOT_AVAILABLE.*|CONFIGURATION_.*|"
@@ -263,6 +278,9 @@ RULES: tuple[Rule, ...] = (
       r"NotebookExecutionException|WorkflowException|UserCodeException",
       C.CODE, 0.68, "NullPointerException"),
 
+    R("exc.platform-error", K.EXCEPTION, r"InternalError|InternalServerError|ServiceUnavailableError|"
+      r"TemporarilyUnavailableError|InternalErrorException",
+      C.INFRASTRUCTURE, 0.78, "InternalError"),
     R("exc.other", K.EXCEPTION,
       r"(?!(Py4JJavaError|SparkException|ExecutionError|WorkflowException|StreamingQueryException|"
       r"RuntimeException|Exception|Error|Throwable|Failure|RestException|DatabricksError|"
@@ -441,7 +459,8 @@ RULES: tuple[Rule, ...] = (
       r"\bexceeded (its|the) (maximum|max) (duration|time)|\btimeout of \d+ ?(ms|s|seconds)\b|\b504 Gateway Time-?out\b|"
       r"\bGateway Time-?out\b|\btimed out waiting\b|\boperation timed out\b|\bRequest timed out\b",
       C.TIMEOUT, 0.86, "java.util.concurrent.TimeoutException: Futures timed out after [300 seconds]"),
-    R("text.timed-out", K.PHRASE, r"\btimed out\b|\btime-?out (exceeded|expired|reached)\b|\btook too long\b",
+    R("text.timed-out", K.PHRASE, r"\btimed out\b|\btime-?out (exceeded|expired|reached)\b|\btook too long\b|"
+      r"\bCould not execute broadcast in \d+ ?secs?\b|\bspark\.sql\.broadcastTimeout\b",
       C.TIMEOUT, 0.75, "[Databricks] timed out: RUNNING"),
     # NETWORK
     R("text.connect-timeout", K.PHRASE,
@@ -455,6 +474,7 @@ RULES: tuple[Rule, ...] = (
       r"\bRemote end closed connection\b|\bConnection to .{1,120}? failed\b|\bsocket hang up\b|\bECONNRESET\b|"
       r"\bECONNREFUSED\b|\bSSL(Error|EOFError|Exception)\b|\bEOF occurred in violation of protocol\b|"
       r"\bunexpected end of stream\b|\bPremature EOF\b|\bfailed to respond\b|\bCommunications link failure\b|"
+      r"\bUnable to execute HTTP request\b|\bconnection was closed\b|\bError during request to server\b|"
       r"\bconnection (was )?(lost|dropped|interrupted)\b",
       C.NETWORK, 0.82, "java.net.SocketException: Connection reset"),
     R("text.http-server-error", K.PHRASE, r"\b50[0234] Server Error\b|\bMax retries exceeded with url\b|"
@@ -469,6 +489,11 @@ RULES: tuple[Rule, ...] = (
       r"\bHTTP(/\d(\.\d)?)? 50[23]\b|\bstatus(_code)?[=: ]+50[23]\b|\bTEMPORARILY_UNAVAILABLE\b|\bretry later\b(?!.{0,40}cluster)",
       C.NETWORK, 0.82, "AmazonS3Exception: Slow Down (Service: Amazon S3; Status Code: 503; Error Code: 503 Slow Down)"),
     # INFRASTRUCTURE
+    R("text.quota-never-fits", K.PHRASE,
+      r"Current Limit: (?P<limit>\d+)[^\n]{0,200}?Additional Required: (?P<required>\d+)",
+      C.CONFIGURATION, 0.9,
+      "exceeding approved Total Regional Cores quota. Current Limit: 8, Current Usage: 0, Additional Required: 16",
+      check=_needs_more_than_the_limit),
     R("text.cloud-capacity", K.PHRASE,
       r"\bCloud Provider Launch Failure\b|\bCLOUD_PROVIDER_LAUNCH_FAILURE\b|\bCLOUD_PROVIDER_RESOURCE_STOCKOUT\b|"
       r"\bcloud provider failures?\b|\bCould not launch cluster\b|\bexceeding (approved )?quota limits?\b|"
@@ -509,7 +534,8 @@ RULES: tuple[Rule, ...] = (
       r"\bWORKSPACE_RUN_LIMIT_EXCEEDED\b|\btoo many (concurrent|active) (runs|jobs|requests)\b|"
       r"\bjob creation rate limit\b|\bmaximum number of (concurrent|active) (runs|jobs)\b|"
       r"\bexceeded the concurrent (limit|request limit)\b|\bconcurrent (request|run)s? limit\b|"
-      r"\bREQUEST_LIMIT_EXCEEDED\b|\btoken bucket limit\b|\bAPI rate limit\b",
+      r"\bREQUEST_LIMIT_EXCEEDED\b|\btoken bucket limit\b|\bAPI rate limit\b|\bexceeding (the )?rate limit\b|"
+      r"\brate limit (has been |was )?exceeded\b|\bRESOURCE_EXHAUSTED\b",
       C.CONCURRENCY, 0.86, "Files were added to the root of the table by a concurrent update"),
     # CANCELED
     R("text.canceled", K.PHRASE, r"\bRun cancell?ed\b|\bcancell?ed by (user|the user|\S+@\S+)\b|"
