@@ -13,6 +13,10 @@ A row is ``R(id, kind, pattern, category, confidence, example, retryable=None)``
   so adding a rule is one row here with its example.
 - ``retryable`` (DEPENDENCY rows only): True when the failure is the package source being
   unreachable (retry), False when the package itself is wrong (a person must fix it).
+- ``check`` (phrase rows only, rare): a predicate on the match, for facts a pattern cannot
+  compare (a quota the cluster alone exceeds can never be met by a retry).
+- Rows whose id ends in ``.other`` are fallbacks: they see only values no other row of their
+  kind recognised.
 
 Write rules that generalise: error classes, SQLSTATEs, exception types and structured codes
 before phrases, and phrases that name the failure, not one job's data.
