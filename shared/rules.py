@@ -341,7 +341,8 @@ RULES: tuple[Rule, ...] = (
       r"\bschema mismatch\b|\bFailed to merge (fields|incompatible data types)\b|\bmergeSchema\b|"
       r"\bcannot be cast to\b.{0,80}\bcolumn\b|\bIncompatible (data|column) types?\b|"
       r"\bColumn .{0,120}? (has|with) (a )?(different|incompatible) (type|data type)\b|"
-      r"\bschema of the (source|target) .{0,80}? (does not|doesn't) match\b|\bdoes not have any columns\b",
+      r"\bschema of the (source|target) .{0,80}? (does not|doesn't) match\b|\bdoes not have any columns\b|"
+      r"\bCannot write incompatible data\b|\bIllegal Parquet type\b|\bcontains invalid character\(s\)",
       C.DATA, 0.86, "A schema mismatch detected when writing to the Delta table"),
     R("text.constraint", K.PHRASE,
       r"\bNOT NULL constraint violated\b|\bCHECK constraint .{0,200}? violated\b|\bconstraint violat|"
@@ -366,7 +367,8 @@ RULES: tuple[Rule, ...] = (
       r"\bmissing \d+ required positional argument\b|\bunexpected keyword argument\b|\bCompilation failed\b|"
       r"\bcompilation error\b|\berror: (value|not found: value|type mismatch)\b|\bunsupported operand type|"
       r"\bUnsupported magic commands?\b|\bSPARK-5063\b|\breference SparkContext from\b|"
-      r"\bSparkContext (can|should) only be used on the driver\b",
+      r"\bSparkContext (can|should) only be used on the driver\b|\bTask not serializable\b|\bcannot pickle\b|"
+      r"\bPicklingError\b|\bcould not serialize\b",
       C.CODE, 0.8, "mismatched input 'FROM' expecting <EOF>"),
     R("text.child-notebook", K.PHRASE,
       r"\bNotebookExecutionException\b|\bnotebook run failed\b|\bFAILED: .{0,80}? Module: Failed\b|"
@@ -391,6 +393,10 @@ RULES: tuple[Rule, ...] = (
       r"\bpackage .{1,120}? (is not installed|not found)\b|\brequires .{1,80}? which is not installed\b|"
       r"\bNo suitable driver( found)?\b|\bdriver class .{1,120}? not found\b|"
       r"\bDistributionNotFound\b|\bdistribution was not found\b|\bRun \W?dbt deps\b|\bcannot import name\b|"
+      r"\bversion of dbt is not supported\b|\bis not supported with the .{1,80}? package\b|"
+      r"\bcompiled using NumPy \d|\bcannot be run in NumPy\b|\bnumpy\.dtype size changed\b|"
+      r"\b'JavaPackage' object is not callable\b|"
+      r"\brequires (dbt|python|spark|scala) version\b|\bincompatible with (this|the installed) version\b|"
       r"\bCouldn't find remote ref\b|\bError checking out spec\b",
       C.DEPENDENCY, 0.9, "ERROR: No matching distribution found for pandas==9.9.9", False),
     R("text.package-source-down", K.PHRASE,
@@ -410,7 +416,7 @@ RULES: tuple[Rule, ...] = (
       C.CONFIGURATION, 0.9, "Unexpected user error while preparing the cluster: INVALID_PARAMETER_VALUE"),
     R("text.not-found-config", K.PHRASE,
       r"\bNotebook not found\b|\bNo input widget named\b|\bInputWidgetNotDefined\b|\bwidget .{1,80}? (is not defined|not found)\b|"
-      r"\bSecret does not exist\b|\bSecret scope( .{1,120}?)? does not exist\b|\bSECRET_RESOLUTION_ERROR\b|"
+      r"\bSecret does not exist\b|\b(Secret )?scope( .{1,120}?)? does not exist\b|\bSECRET_RESOLUTION_ERROR\b|"
       r"\bno credentials found for them in the configuration\b|\bConfiguration property .{1,200}? not found\b|"
       r"\bconfiguration path .{0,80}?(does not exist|not a valid)\b|\bINIT_SCRIPT_FAILURE\b|"
       r"\binit script .{0,120}? (failed|exited)\b|\bDOCKER_IMAGE_PULL_FAILURE\b|\bCluster .{1,60}? does not exist\b|"
@@ -426,6 +432,8 @@ RULES: tuple[Rule, ...] = (
       r"\bquota for the number of (jobs|clusters|pipelines|runs|notebooks)\b|"
       r"\bno tables are defined\b|\bpipeline .{0,60}? (is not|isn't) (configured|defined)\b|"
       r"\bCould not find profile named\b|\bInvalidParameterValue\b|\binvalid parameter value\b|"
+      r"\bNot a dbt project\b|\bMissing dbt_project\.yml\b|\bcannot configure default credentials\b|"
+      r"\bUnable to locate credentials\b|\bNoCredentialsError\b|\bNo FileSystem for scheme\b|"
       r"\bis not (whitelisted|allowlisted)\b|\bnot supported (in|on|with) Spark Connect\b",
       C.CONFIGURATION, 0.86, "Notebook not found: /Repos/etl/main"),
     # RESOURCE
@@ -433,7 +441,10 @@ RULES: tuple[Rule, ...] = (
       r"\bJava heap space\b|\bGC overhead limit exceeded\b|\bout of memory\b|\bOutOfMemory\b|\bOOM\b|"
       r"\bCannot allocate memory\b|\bUnable to acquire \d+ bytes of memory\b|\bMemory limit exceeded\b|"
       r"\bexceeds (the )?(configured )?memory limit|\bmemoryOverhead\b|\bkilled by the OOM killer\b|"
-      r"\bstd::bad_alloc\b|\bKryo serialization failed: Buffer overflow\b|\bkryoserializer\.buffer\.max\b",
+      r"\bstd::bad_alloc\b|\bKryo serialization failed: Buffer overflow\b|\bkryoserializer\.buffer\.max\b|"
+      r"\bNot enough memory\b|\binsufficient memory\b|\bNative memory allocation .{0,20}failed\b|"
+      r"\bunable to create new native thread\b|\bfailed to reserve\b.{0,60}\bmemory\b|"
+      r"\bspark\.rpc\.message\.maxSize\b",
       C.RESOURCE, 0.9, "java.lang.OutOfMemoryError: Java heap space"),
     R("text.exit-137", K.PHRASE,
       r"\bexit (code|status)[: ]+(137|143)\b|\bExit status: (137|143)\b|\bContainer killed\b|"
@@ -464,6 +475,7 @@ RULES: tuple[Rule, ...] = (
       r"\bGateway Time-?out\b|\btimed out waiting\b|\boperation timed out\b|\bRequest timed out\b",
       C.TIMEOUT, 0.86, "java.util.concurrent.TimeoutException: Futures timed out after [300 seconds]"),
     R("text.timed-out", K.PHRASE, r"\btimed out\b|\btime-?out (exceeded|expired|reached)\b|\btook too long\b|"
+      r"\btime-?out on (blocking|read|write|wait)\b|"
       r"\bCould not execute broadcast in \d+ ?secs?\b|\bspark\.sql\.broadcastTimeout\b",
       C.TIMEOUT, 0.75, "[Databricks] timed out: RUNNING"),
     # NETWORK
@@ -479,6 +491,8 @@ RULES: tuple[Rule, ...] = (
       r"\bECONNREFUSED\b|\bSSL(Error|EOFError|Exception)\b|\bEOF occurred in violation of protocol\b|"
       r"\bunexpected end of stream\b|\bPremature EOF\b|\bfailed to respond\b|\bCommunications link failure\b|"
       r"\bUnable to execute HTTP request\b|\bconnection was closed\b|\bError during request to server\b|"
+      r"\bencountered communication error\b|\bPremature end of (chunk|Content-Length)\b|"
+      r"\bconnection (is|was|has been) (inactive|closed)\b|"
       r"\bconnection (was )?(lost|dropped|interrupted)\b",
       C.NETWORK, 0.82, "java.net.SocketException: Connection reset"),
     R("text.http-server-error", K.PHRASE, r"\b50[0234] Server Error\b|\bMax retries exceeded with url\b|"
@@ -489,6 +503,7 @@ RULES: tuple[Rule, ...] = (
       r"\b503 Slow Down\b|\bSlow ?Down\b.{0,40}\b503\b|\bStatus Code: 503\b|\b503 Service Unavailable\b|"
       r"\bService Unavailable\b|\bServer ?Busy\b|\bThe server is busy\b|\bover the account limit\b|"
       r"\bRequest rate is large\b|\bTooManyRequests\b|\b429 Too Many Requests\b|\bRate exceeded\b|\bthrottl(ed|ing)\b|"
+      r"\b429 Client Error\b|\bToo Many Requests\b|"
       r"\bRequestLimitExceeded\b|\bbad HTTP status code: 50[234]\b|\bunexpected code 50[234]\b|\b502 Bad Gateway\b|"
       r"\bHTTP(/\d(\.\d)?)? 50[23]\b|\bstatus(_code)?[=: ]+50[23]\b|\bTEMPORARILY_UNAVAILABLE\b|\bretry later\b(?!.{0,40}cluster)",
       C.NETWORK, 0.82, "AmazonS3Exception: Slow Down (Service: Amazon S3; Status Code: 503; Error Code: 503 Slow Down)"),
@@ -539,6 +554,7 @@ RULES: tuple[Rule, ...] = (
       r"\bjob creation rate limit\b|\bmaximum number of (concurrent|active) (runs|jobs)\b|"
       r"\bexceeded the concurrent (limit|request limit)\b|\bconcurrent (request|run)s? limit\b|"
       r"\bREQUEST_LIMIT_EXCEEDED\b|\btoken bucket limit\b|\bAPI rate limit\b|\bexceeding (the )?rate limit\b|"
+      r"\bschema of your Delta table has changed .{0,60}?since your DataFrame\b|"
       r"\brate limit (has been |was )?exceeded\b|\bRESOURCE_EXHAUSTED\b",
       C.CONCURRENCY, 0.86, "Files were added to the root of the table by a concurrent update"),
     # CANCELED

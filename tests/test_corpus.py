@@ -1,7 +1,7 @@
 """Every labelled corpus: an accuracy floor and zero unsafe retries (a RETRY or
 RETRY_WITH_NEW_PARAMS where the label says SEND_EMAIL, IGNORE or ESCALATE).
 
-``dev`` is the development corpus. ``validation`` to ``validation5`` are blind sets built from
+``dev`` is the development corpus. ``validation`` to ``validation7`` are blind sets built from
 other public failure reports and labelled before the rules saw them; the figure measured then is
 the honest estimate of how the rules generalise, and it is kept below. The rules were widened
 from each set's misses afterwards, so the floors now guard against regressions.
@@ -53,6 +53,8 @@ CORPORA = (
                   "server that is briefly unreachable and for a host name that cannot resolve; the text does "
                   "not tell the two apart, so it is retried (at most max_retries times, then escalated).",
     }),
+    Corpus("validation6", "validation6-labels.jsonl", 0.95, blind="30/40, 0 unsafe"),
+    Corpus("validation7", "validation7-labels.jsonl", 0.95, blind="34/40, 0 unsafe"),
 )
 
 
