@@ -342,7 +342,8 @@ RULES: tuple[Rule, ...] = (
       r"\bcannot be cast to\b.{0,80}\bcolumn\b|\bIncompatible (data|column) types?\b|"
       r"\bColumn .{0,120}? (has|with) (a )?(different|incompatible) (type|data type)\b|"
       r"\bschema of the (source|target) .{0,80}? (does not|doesn't) match\b|\bdoes not have any columns\b|"
-      r"\bCannot write incompatible data\b|\bIllegal Parquet type\b|\bcontains invalid character\(s\)",
+      r"\bCannot write incompatible data\b|\bIllegal Parquet type\b|\bcontains invalid character\(s\)|"
+      r"\bschemas? .{0,60}?\bout of sync\b",
       C.DATA, 0.86, "A schema mismatch detected when writing to the Delta table"),
     R("text.constraint", K.PHRASE,
       r"\bNOT NULL constraint violated\b|\bCHECK constraint .{0,200}? violated\b|\bconstraint violat|"
@@ -381,7 +382,8 @@ RULES: tuple[Rule, ...] = (
     # DEPENDENCY
     R("text.library-install", K.PHRASE,
       r"\bLibrary installation (failed|attempted)\b|\bLibrary resolution failed\b|\bfailed to install librar|"
-      r"\bDRIVER_LIBRARY_INSTALLATION_FAILURE\b|\bLIBRARY_INSTALLATION_ERROR\b|\bpip install\b.{0,200}\bfailed\b",
+      r"\bDRIVER_LIBRARY_INSTALLATION_FAILURE\b|\bLIBRARY_INSTALLATION_ERROR\b|\bpip install\b.{0,200}\bfailed\b|"
+      r"\bpip\b[^\n]{0,200}?\binstall\b[^\n]{0,300}?\bnon-zero exit status\b",
       C.DEPENDENCY, 0.86, "Library installation failed for library due to user error for pypi"),
     R("text.package-missing", K.PHRASE,
       r"\bNo matching distribution found\b|\bCould not find a version that satisfies\b|"
@@ -444,7 +446,7 @@ RULES: tuple[Rule, ...] = (
       r"\bstd::bad_alloc\b|\bKryo serialization failed: Buffer overflow\b|\bkryoserializer\.buffer\.max\b|"
       r"\bNot enough memory\b|\binsufficient memory\b|\bNative memory allocation .{0,20}failed\b|"
       r"\bunable to create new native thread\b|\bfailed to reserve\b.{0,60}\bmemory\b|"
-      r"\bspark\.rpc\.message\.maxSize\b",
+      r"\bspark\.rpc\.message\.maxSize\b|\bHard killed Driver\b|\bdriver\b.{0,40}\bunresponsive for \d+",
       C.RESOURCE, 0.9, "java.lang.OutOfMemoryError: Java heap space"),
     R("text.exit-137", K.PHRASE,
       r"\bexit (code|status)[: ]+(137|143)\b|\bExit status: (137|143)\b|\bContainer killed\b|"

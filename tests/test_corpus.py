@@ -1,7 +1,7 @@
 """Every labelled corpus: an accuracy floor and zero unsafe retries (a RETRY or
 RETRY_WITH_NEW_PARAMS where the label says SEND_EMAIL, IGNORE or ESCALATE).
 
-``dev`` is the development corpus. ``validation`` to ``validation7`` are blind sets built from
+``dev`` is the development corpus. ``validation`` to ``validation9`` are blind sets built from
 other public failure reports and labelled before the rules saw them; the figure measured then is
 the honest estimate of how the rules generalise, and it is kept below. The rules were widened
 from each set's misses afterwards, so the floors now guard against regressions.
@@ -55,6 +55,8 @@ CORPORA = (
     }),
     Corpus("validation6", "validation6-labels.jsonl", 0.95, blind="30/40, 0 unsafe"),
     Corpus("validation7", "validation7-labels.jsonl", 0.95, blind="34/40, 0 unsafe"),
+    Corpus("validation8", "validation8-labels.jsonl", 0.95, blind="25/25, 0 unsafe"),
+    Corpus("validation9", "validation9-labels.jsonl", 0.9, blind="13/14, 0 unsafe"),
 )
 
 
@@ -72,7 +74,7 @@ def _results(corpus: Corpus):
 @pytest.mark.parametrize("corpus", CORPORA, ids=lambda c: c.name)
 def test_corpus_action_accuracy_and_zero_unsafe_retries(corpus):
     results = list(_results(corpus))
-    assert len(results) >= 40
+    assert len(results) >= 10
     correct = sum(d.action.value == e["action"] for _, e, d in results)
     excused = set(corpus.disputed) | set(corpus.known_unsafe)
     unsafe = [case for case, e, d in results if d.action.is_retry and e["action"] in UNSAFE and case not in excused]
