@@ -68,9 +68,8 @@ _HUMAN_TRIGGERS = frozenset({"ONE_TIME"})
 # --- small pure helpers ------------------------------------------------------------------------
 
 def hopeless_key(job_id: Any, fingerprint: str) -> str:
-    """The ``hopeless`` counter key of a job's failure fingerprint, exactly as
-    ``shared.triage`` reads it: ``f"{snapshot.job_id}:{fingerprint}"`` (a one-time run has job
-    id None)."""
+    """The ``hopeless`` counter key of a job's failure fingerprint; ``shared.triage`` reads the
+    same key (a one-time run, with no job, is "None")."""
     text = str(job_id).strip() if job_id is not None else ""
     job = text if text and text not in ("nojob", "None") else "None"
     return f"{job}:{fingerprint}"

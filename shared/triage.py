@@ -7,6 +7,8 @@
              ─► claim the decision key (shared.store) ─► act (shared.actions) ─► record
 
 ``decide`` is the offline part (no network unless an LLM is configured and allowed).
+``triage_snapshot`` decides only about a finished, failed attempt: a run that is running again,
+or whose latest repair has not ended, is skipped (that attempt gets its own decision when it ends).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def decide(
 
     failed_retries = 0
     if store is not None and decision.fingerprint:
-        failed_retries = _failed_retries(store, snapshot, decision.fingerprint, settings)
+        failed_retries = _failed_retries(store, snapshot, decision.fingerprint)
     decision = enforce(
         decision,
         snapshot,
@@ -99,10 +101,13 @@ def _learning_context(store: Any, snapshot: Snapshot, decision: Decision) -> tup
     return history, corrections
 
 
-def _failed_retries(store: Any, snapshot: Snapshot, fingerprint: str, settings: Settings) -> int:
-    """How many automatic retries of this job's failure fingerprint failed again recently."""
+def _failed_retries(store: Any, snapshot: Snapshot, fingerprint: str) -> int:
+    """How many automatic retries of this job's failure fingerprint failed again recently
+    (counted by shared.outcomes when the sweep sees a retry fail)."""
+    from shared.outcomes import hopeless_key
+
     try:
-        entry = store.state_get("hopeless", f"{snapshot.job_id}:{fingerprint}")
+        entry = store.state_get("hopeless", hopeless_key(snapshot.job_id, fingerprint))
     except Exception as exc:  # noqa: BLE001 - learning is advisory; never block a decision on it
         log.warning("could not read the retry record of fingerprint %s: %s", fingerprint, exc)
         return 0
