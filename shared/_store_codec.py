@@ -27,6 +27,7 @@ from typing import Any, Mapping
 from shared.store import STATUSES, DecisionRecord, StateEntry
 
 __all__ = [
+    "prepare_record_update",
     "prepare_state_write",
     "MAX_KEY_CHARS",
     "MAX_ID_UNITS",
@@ -266,6 +267,16 @@ def state_to_props(kind: str, key: str, value: Mapping[str, Any], expires_at: in
         "expires_at": int(expires_at),
         "updated_at": int(updated_at),
     }
+
+
+def prepare_record_update(record: DecisionRecord, now: int) -> tuple[DecisionRecord, str, str, dict[str, Any]]:
+    """What both backends do before a conditional update: require the etag, stamp updated_at on
+    a copy, build the properties and keys. Returns (copy, partition key, row key, properties)."""
+    if not record.etag:
+        raise ValueError("update needs the record's etag (from claim or get)")
+    new = DecisionRecord.from_dict(record.to_dict(), etag=record.etag)
+    new.updated_at = now
+    return new, job_partition(new.job_id), escape_key(new.decision_key), record_to_props(new)
 
 
 def prepare_state_write(kind: str, key: str, value: Mapping[str, Any], *, etag: str | None, if_absent: bool,

@@ -217,12 +217,7 @@ class SqliteStore(Store):
         return self._row_to_record(row)
 
     def update(self, record: DecisionRecord) -> Updated:
-        if not record.etag:
-            raise ValueError("update needs the record's etag (from claim or get)")
-        record = DecisionRecord.from_dict(record.to_dict(), etag=record.etag)
-        record.updated_at = now_ms()
-        props = codec.record_to_props(record)
-        pk, rk = codec.job_partition(record.job_id), codec.escape_key(record.decision_key)
+        record, pk, rk, props = codec.prepare_record_update(record, now_ms())
         etag = _new_etag()
         with self._tx(write=True) as conn:
             cur = conn.execute(

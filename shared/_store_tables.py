@@ -279,12 +279,7 @@ class TablesStore(Store):
         return found[0] if found else None
 
     def update(self, record: DecisionRecord) -> Updated:
-        if not record.etag:
-            raise ValueError("update needs the record's etag (from claim or get)")
-        new = DecisionRecord.from_dict(record.to_dict(), etag=record.etag)
-        new.updated_at = now_ms()
-        props = codec.record_to_props(new)
-        pk, rk = codec.job_partition(new.job_id), codec.escape_key(new.decision_key)
+        new, pk, rk, props = codec.prepare_record_update(record, now_ms())
         etag = self._replace(self._decisions, _to_entity(pk, rk, props, uuid.uuid4().hex), record.etag)
         if etag is not None:
             return Updated(ok=True, record=codec.props_to_record(props, etag))
