@@ -21,7 +21,7 @@ $(NPMSTAMP): package.json package-lock.json
 install: $(STAMP) $(NPMSTAMP)
 
 demo: $(STAMP)
-	$(PY) -m shared demo
+	$(PY) -m demo
 
 test: $(STAMP) $(NPMSTAMP)
 	$(PY) -m pytest -q

@@ -18,9 +18,9 @@ CORPUS = ROOT / "tests" / "corpus" / "dev"
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
-    from tests.fakes.databricks import FakeDatabricks
+    from demo.workspace import FakeDatabricks
 
-    from shared.actions import NullNotifier
+    from shared.notify import NullNotifier
     from shared.config import Settings
     from shared.databricks import DatabricksClient, PatCredential
     from shared.snapshot import load_snapshot

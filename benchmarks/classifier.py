@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from shared.classify import classify
+from shared.decide.classify import classify
 from shared.config import Settings
 from shared.snapshot import load_snapshot
 from shared.triage import decide

@@ -1,18 +1,22 @@
 """HTTP feedback on decisions: ``POST /api/feedback`` (function key) for tools, and
 ``GET /api/feedback/{token}`` (anonymous: the signed token is the credential) for the links in
-triage emails. What each answers is described, and handled, in ``shared/feedback_http.py``;
+triage emails. What each answers is described, and handled, in ``shared/app/feedback.py``;
 the triggers below only build settings, store and signing key from the environment.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
 from shared.errors import ConfigError, SecretError, StoreError
-from shared.feedback_http import handle_link, handle_post, json_response, page
+from shared.app.feedback import handle_link, handle_post, page
+from shared.app.http import json_response
+
+if TYPE_CHECKING:  # pragma: no cover
+    from shared.config import Settings
 
 __all__ = ["bp"]
 
@@ -29,8 +33,8 @@ def _settings() -> Any:
     return Settings.from_env()
 
 
-def _open_store(settings: Any) -> Any:
-    from shared.runtime import build_store
+def _open_store(settings: Settings) -> Any:
+    from shared.app.runtime import build_store
 
     return build_store(settings)
 
@@ -51,7 +55,7 @@ def feedback_post(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("feedback_link")
 @bp.route(route="feedback/{token}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def feedback_link(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.runtime import build_secrets
+    from shared.app.runtime import build_secrets
     from shared.signing import key_from_secret
 
     key: bytes | None = None

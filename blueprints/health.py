@@ -28,7 +28,7 @@ def health_report(env: Mapping[str, str] | None = None) -> tuple[int, dict[str, 
 
     try:
         settings = Settings.from_env(env)
-        from shared.runtime import workspaces
+        from shared.app.runtime import workspaces
 
         count = len(workspaces(settings))
     except TriageError as exc:

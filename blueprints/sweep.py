@@ -1,6 +1,6 @@
 """The timer sweep on ``%TRIAGE_SWEEP_SCHEDULE%`` (NCRONTAB; ``0 */5 * * * *`` in the shipped settings).
 
-One ``shared.sweep.run_sweep`` per tick: failed runs the webhook missed go to the queue, due
+One ``shared.app.sweep.run_sweep`` per tick: failed runs the webhook missed go to the queue, due
 actions are carried out, outcomes recorded. ``python -m shared sweep`` is the same from a shell.
 A sweep that could not cover everything raises after finishing what it could, so the invocation
 shows as failed in the function's monitoring (the next tick picks up where this one stopped).
@@ -26,8 +26,8 @@ SCHEDULE_SETTING = "%TRIAGE_SWEEP_SCHEDULE%"   # the host resolves it from the a
 def triage_sweep(timer: func.TimerRequest) -> None:
     from shared.config import Settings
     from shared.errors import TriageError
-    from shared.runtime import process_runtime
-    from shared.sweep import run_sweep
+    from shared.app.runtime import process_runtime
+    from shared.app.sweep import run_sweep
 
     if timer is not None and timer.past_due:
         log.warning("sweep: the timer is past due (the app was stopped or busy); catching up")

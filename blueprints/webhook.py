@@ -2,52 +2,39 @@
 
 Auth level FUNCTION (the function key in the destination URL, ``?code=...``) plus, when the
 secrets TRIAGE_WEBHOOK_USERNAME / TRIAGE_WEBHOOK_PASSWORD are set, the HTTP Basic credentials
-of the Databricks notification destination. Everything else is ``shared.webhook.handle_webhook``;
-this adapter builds its collaborators from the environment and turns the answer into JSON. Any
+of the Databricks notification destination. Everything else is ``shared.app.webhook.handle_webhook``;
+this adapter builds its collaborators from the environment. Any
 unexpected server-side problem answers 503 "try again" (the sweep also finds the failure), never
 a 500 or a stack trace.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
-__all__ = ["bp", "databricks_webhook", "handle", "json_response"]
+if TYPE_CHECKING:  # pragma: no cover
+    from shared.config import Settings
+
+__all__ = ["bp", "databricks_webhook", "handle"]
 
 log = logging.getLogger(__name__)
 
 bp = func.Blueprint()
 
-_JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-_UNAVAILABLE = {"status": "unavailable", "error": "the notification could not be accepted now; try again"}
 
 # Queue clients, kept per process (they keep their connections) and keyed by their whole
 # configuration, so a changed setting builds a new one; no setting is read at import. The Key
-# Vault reader is kept the same way by shared.runtime.process_secrets.
+# Vault reader is kept the same way by shared.app.runtime.process_secrets.
 _lock = threading.Lock()
 _queues: dict[tuple[Any, ...], Any] = {}
 
 
-def json_response(status: int, body: dict[str, Any]) -> func.HttpResponse:
-    headers = dict(_JSON_HEADERS)
-    if status == 401:
-        from shared.webhook import BASIC_REALM
-
-        headers["WWW-Authenticate"] = BASIC_REALM
-    elif status == 405:
-        headers["Allow"] = "POST"
-    elif status == 503:
-        headers["Retry-After"] = "30"
-    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", headers=headers)
-
-
-def _queue(settings: Any) -> Any:
-    from shared.queue import TriageQueue, queue_settings
+def _queue(settings: Settings) -> Any:
+    from shared.app.queue import TriageQueue, queue_settings
 
     key = (*queue_settings(settings), settings.queue_name)
     with _lock:
@@ -60,8 +47,8 @@ def handle(req: func.HttpRequest) -> func.HttpResponse:
     """The webhook: settings, credentials and queue from the environment, then ``handle_webhook``."""
     from shared.config import Settings
     from shared.errors import ConfigError, SecretError
-    from shared.runtime import process_secrets
-    from shared.webhook import handle_webhook, webhook_credentials
+    from shared.app.runtime import process_secrets
+    from shared.app.webhook import UNAVAILABLE, answer, handle_webhook, webhook_credentials
 
     try:
         settings = Settings.from_env()
@@ -70,14 +57,13 @@ def handle(req: func.HttpRequest) -> func.HttpResponse:
         def enqueue(request: Any) -> Any:
             return _queue(settings).send(request)
 
-        status, body = handle_webhook(req, settings=settings, credentials=credentials, enqueue=enqueue)
+        return handle_webhook(req, settings=settings, credentials=credentials, enqueue=enqueue)
     except (ConfigError, SecretError) as exc:
         log.error("webhook: the app cannot accept notifications: %s", exc)
-        status, body = 503, dict(_UNAVAILABLE)
+        return answer(503, UNAVAILABLE)
     except Exception:  # noqa: BLE001 - the last line of defence: no 500, no stack trace to the caller
         log.exception("webhook: unexpected error")
-        status, body = 503, dict(_UNAVAILABLE)
-    return json_response(status, body)
+        return answer(503, UNAVAILABLE)
 
 
 @bp.function_name("databricks_webhook")

@@ -1,6 +1,6 @@
 """The queue worker (``%TRIAGE_QUEUE_NAME%``) and its poison-queue twin (``%TRIAGE_QUEUE_NAME%-poison``).
 
-The worker triages one request per message (``shared.worker.process_message``). A transient
+The worker triages one request per message (``shared.app.worker.process_message``). A transient
 failure raises, so the host makes the message visible again and retries it, up to
 ``maxDequeueCount`` (host.json); then the host moves it to ``<queue>-poison``, where
 ``triage_poison`` escalates "triage failed for run X" by the notifier, so no failure is dropped
@@ -28,8 +28,8 @@ CONNECTION = "AzureWebJobsStorage"
 @bp.queue_trigger(arg_name="msg", queue_name=QUEUE_SETTING, connection=CONNECTION)
 def triage_worker(msg: func.QueueMessage) -> None:
     from shared.config import Settings
-    from shared.runtime import process_runtime
-    from shared.worker import process_message
+    from shared.app.runtime import process_runtime
+    from shared.app.worker import process_message
 
     settings = Settings.from_env()
     attempt = getattr(msg, "dequeue_count", None) or 1
@@ -43,8 +43,8 @@ def triage_worker(msg: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=QUEUE_SETTING + POISON_SUFFIX, connection=CONNECTION)
 def triage_poison(msg: func.QueueMessage) -> None:
     from shared.config import Settings
-    from shared.runtime import process_runtime
-    from shared.worker import process_poison
+    from shared.app.runtime import process_runtime
+    from shared.app.worker import process_poison
 
     settings = Settings.from_env()
     with process_runtime(settings) as runtime:

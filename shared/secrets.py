@@ -36,6 +36,7 @@ from shared.config import SECRET_SETTINGS
 from shared.errors import SecretError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from azure.core.credentials import TokenCredential
     from shared.config import Settings
 
 __all__ = [
@@ -87,7 +88,7 @@ class SecretProvider:
         vault_url: str = "",
         *,
         env: Mapping[str, str] | None = None,
-        credential: Any = None,
+        credential: TokenCredential | None = None,
         transport: Any = None,
         ttl_s: float = 300,
         clock: Callable[[], float] = time.monotonic,
@@ -122,7 +123,7 @@ class SecretProvider:
         cls,
         settings: "Settings",
         *,
-        credential: Any = None,
+        credential: TokenCredential | None = None,
         transport: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> "SecretProvider":

@@ -1,10 +1,10 @@
 """The triage pipeline — start here to find where any decision is made.
 
-    snapshot ─► classify (shared.classify, rules in shared.rules)
-             ─► decide (shared.policy.decide)
+    snapshot ─► classify (shared.decide.classify, rules in shared.decide.rules)
+             ─► decide (shared.decide.policy.decide)
              ─► [LLM when the rules are unsure: shared.llm.consult]
-             ─► enforce the safety invariants (shared.policy.enforce)
-             ─► claim the decision key (shared.store) ─► act (shared.actions) ─► record
+             ─► enforce the safety invariants (shared.decide.policy.enforce)
+             ─► claim the decision key (shared.store) ─► act (shared.databricks.actions) ─► record
 
 ``decide`` is the offline part (no network unless an LLM is configured and allowed).
 ``triage_snapshot`` decides only about a finished, failed attempt: a run that is running again,
@@ -15,15 +15,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.classify import classify
+from shared.decide.classify import classify
 from shared.config import Settings
 from shared.models import Decision
-from shared.policy import decide as rules_decide
-from shared.policy import enforce
+from shared.decide.policy import decide as rules_decide
+from shared.decide.policy import enforce
 from shared.snapshot import Snapshot
 from shared.store import DecisionRecord, now_ms
+
+if TYPE_CHECKING:  # pragma: no cover
+    from shared.databricks.client import DatabricksClient
+    from shared.llm.backends import LLMBackend
+    from shared.notify.notifier import Notifier
+    from shared.store.base import Store
 
 __all__ = ["decide", "TriageResult", "triage_run", "triage_snapshot", "act_due", "report_triage_failure", "new_record",
            "retry_notifications", "decision_of_record"]
@@ -38,7 +44,7 @@ def _redact(text: str) -> str:
 
 
 def _fingerprint(decision: Decision) -> str:
-    from shared.fingerprint import fingerprint
+    from shared.decide.fingerprint import fingerprint
 
     return fingerprint(decision.excerpt, category=decision.category.value)
 
@@ -47,8 +53,8 @@ def decide(
     snapshot: Snapshot,
     settings: Settings,
     *,
-    store: Any = None,
-    llm: Any = None,
+    store: Store | None = None,
+    llm: LLMBackend | None = None,
     use_llm: bool = True,
     prior_retries: int | None = None,
 ) -> Decision:
@@ -87,12 +93,12 @@ def decide(
     return decision
 
 
-def _learning_context(store: Any, snapshot: Snapshot, decision: Decision) -> tuple[list, list]:
+def _learning_context(store: Store, snapshot: Snapshot, decision: Decision) -> tuple[list, list]:
     """This job's recent decisions and the human corrections most like this failure, for the
     prompt. Advisory: a store hiccup here never blocks a decision."""
     try:
         history = store.list(job_id=str(snapshot.job_id or "nojob"), limit=5)
-        from shared.feedback import corrections_for
+        from shared.learning.feedback import corrections_for
 
         corrections = corrections_for(store, decision)
     except Exception as exc:  # noqa: BLE001
@@ -101,10 +107,10 @@ def _learning_context(store: Any, snapshot: Snapshot, decision: Decision) -> tup
     return history, corrections
 
 
-def _failed_retries(store: Any, snapshot: Snapshot, fingerprint: str) -> int:
+def _failed_retries(store: Store, snapshot: Snapshot, fingerprint: str) -> int:
     """How many automatic retries of this job's failure fingerprint failed again recently
-    (counted by shared.outcomes when the sweep sees a retry fail)."""
-    from shared.outcomes import hopeless_key
+    (counted by shared.learning.outcomes when the sweep sees a retry fail)."""
+    from shared.learning.outcomes import hopeless_key
 
     try:
         entry = store.state_get("hopeless", hopeless_key(snapshot.job_id, fingerprint))
@@ -130,7 +136,7 @@ class TriageResult:
 
 def new_record(snapshot: Snapshot, decision: Decision, settings: Settings, *, workspace: str = "",
                mode: str | None = None) -> DecisionRecord:
-    from shared.capture import lineage_of
+    from shared.databricks.capture import lineage_of
 
     return DecisionRecord(
         decision_key=snapshot.decision_key,
@@ -196,22 +202,22 @@ def _mode_for(snapshot: Snapshot, settings: Settings, mode: str | None) -> str:
     return settings.mode
 
 
-def triage_run(run_id: int, settings: Settings, *, client: Any, store: Any, notifier: Any = None,
+def triage_run(run_id: int, settings: Settings, *, client: DatabricksClient, store: Store, notifier: Notifier | None = None,
                mode: str | None = None, workspace: str = "", use_llm: bool = True,
-               act_now: bool = False, llm: Any = None) -> TriageResult:
+               act_now: bool = False, llm: LLMBackend | None = None) -> TriageResult:
     """Triage one failed run of the workspace behind ``client``: the queue worker's and the
     ``triage`` command's entry point."""
-    from shared.capture import capture_snapshot
+    from shared.databricks.capture import capture_snapshot
 
     snapshot = capture_snapshot(client, run_id, workspace_host=workspace or getattr(client, "host", ""), store=store)
     return triage_snapshot(snapshot, settings, client=client, store=store, notifier=notifier, mode=mode,
                            workspace=workspace, use_llm=use_llm, act_now=act_now, llm=llm)
 
 
-def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Any, store: Any, notifier: Any = None,
+def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: DatabricksClient, store: Store, notifier: Notifier | None = None,
                     mode: str | None = None, workspace: str = "", use_llm: bool = True,
-                    act_now: bool = False, llm: Any = None) -> TriageResult:
-    from shared.actions import effective_decision, plan_action
+                    act_now: bool = False, llm: LLMBackend | None = None) -> TriageResult:
+    from shared.databricks.actions import effective_decision, plan_action
 
     state = snapshot.state
     if snapshot.repair_in_flight:
@@ -227,7 +233,7 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Any, stor
     if existing is not None:  # cheap early exit for duplicate deliveries (the claim below is the guard)
         return TriageResult(existing, duplicate=True, message=f"already decided as {existing.decision_key}")
 
-    from shared.capture import lineage_of
+    from shared.databricks.capture import lineage_of
 
     lineage_retries = store.retries(lineage_of(snapshot.run))
     decision = decide(snapshot, settings, store=store, llm=llm, use_llm=use_llm, prior_retries=lineage_retries)
@@ -251,9 +257,9 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Any, stor
 
 
 def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: Any, settings: Settings, *,
-         client: Any, store: Any, notifier: Any) -> TriageResult:
+         client: DatabricksClient, store: Store, notifier: Notifier) -> TriageResult:
     """decided -> acting (under etag, so one actor) -> acted | failed."""
-    from shared.actions import execute
+    from shared.databricks.actions import execute
     from shared.errors import TriageError
 
     record.status = "acting"
@@ -286,11 +292,11 @@ def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: A
                         message=f"{final_action}: {record.status}")
 
 
-def act_due(settings: Settings, *, client: Any, store: Any, notifier: Any = None, now: int | None = None,
+def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notifier: Notifier | None = None, now: int | None = None,
             lookback_s: int = 2 * 86400) -> list[DecisionRecord]:
     """Carry out act-mode decisions whose back-off has passed (called by every sweep)."""
-    from shared.actions import effective_decision, plan_action
-    from shared.capture import capture_snapshot
+    from shared.databricks.actions import effective_decision, plan_action
+    from shared.databricks.capture import capture_snapshot
 
     now = now or now_ms()
     done: list[DecisionRecord] = []
@@ -328,11 +334,11 @@ def decision_of_record(rec: DecisionRecord) -> Decision:
     )
 
 
-def retry_notifications(settings: Settings, *, client: Any, store: Any, notifier: Any,
+def retry_notifications(settings: Settings, *, client: DatabricksClient, store: Store, notifier: Notifier,
                         now: int | None = None, lookback_s: int = 2 * 86400) -> list[DecisionRecord]:
     """Send again the emails that failed (or were never recorded): called by every sweep, so a
     failed send is retried, never lost. The notifier sends at most one email per decision key."""
-    from shared.capture import capture_snapshot
+    from shared.databricks.capture import capture_snapshot
     from shared.notify import pending_notifications
 
     if notifier is None:
@@ -355,7 +361,7 @@ def retry_notifications(settings: Settings, *, client: Any, store: Any, notifier
     return done
 
 
-def report_triage_failure(run_id: int, error: str, settings: Settings, *, store: Any, notifier: Any = None,
+def report_triage_failure(run_id: int, error: str, settings: Settings, *, store: Store, notifier: Notifier | None = None,
                           workspace: str = "", job_id: str = "nojob") -> DecisionRecord:
     """Triage itself failed for a run (poison message): escalate, so nothing is dropped silently."""
     from shared.models import Action, Category

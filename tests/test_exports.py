@@ -6,11 +6,9 @@ import pkgutil
 import pytest
 
 import shared
-import shared.commands
 
 MODULES = sorted(
-    [f"shared.{m.name}" for m in pkgutil.iter_modules(shared.__path__) if m.name != "__main__"]
-    + [f"shared.commands.{m.name}" for m in pkgutil.iter_modules(shared.commands.__path__)]
+    ["shared"] + [m.name for m in pkgutil.walk_packages(shared.__path__, "shared.") if not m.name.endswith("__main__")]
 )
 
 

@@ -23,7 +23,7 @@ import function_app
 from shared.config import Settings
 from shared.errors import DatabricksUnavailable
 from shared.store import open_store
-from tests.fakes.databricks import status_fault
+from demo.workspace import status_fault
 from tests.helpers import corpus_doc
 
 ROOT = Path(__file__).resolve().parents[1]

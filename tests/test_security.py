@@ -40,13 +40,13 @@ import pytest
 from shared import cli
 from shared.config import Settings
 from shared.databricks import RetryPolicy
-from shared.feedback import record_feedback
-from shared.runtime import build_client
+from shared.learning.feedback import record_feedback
+from shared.app.runtime import build_client
 from shared.secrets import SecretProvider
 from shared.store import open_store
 from shared.triage import report_triage_failure, triage_run
 from tests.fakes.azure_services import AcsEmailService, FakeCredential
-from tests.fakes.databricks import make_snapshot, make_token, status_fault
+from demo.workspace import make_snapshot, make_token, status_fault
 from tests.fakes.openai_server import FakeOpenAI
 
 SENDER = "DoNotReply@triage-test.example.com"
@@ -480,7 +480,7 @@ def test_security_workspace_error_cut_through_a_secret_keeps_no_part_of_it(fake_
 def test_security_long_feedback_comment_cut_through_a_secret_keeps_no_part_of_it(tmp_path):
     """Comments are cut at 4x their limit before redaction; a long redacted part before the cut
     brings the cut's neighbourhood within the limit."""
-    from shared.feedback import MAX_COMMENT_CHARS, clean_comment
+    from shared.learning.feedback import MAX_COMMENT_CHARS, clean_comment
 
     token = make_token()
     pem = "-----BEGIN PRIVATE KEY-----\n" + _b64(int(2.4 * MAX_COMMENT_CHARS)) + "\n-----END PRIVATE KEY-----"
@@ -521,7 +521,7 @@ def test_security_function_app_redacts_every_log_line():
         "logging.getLogger().addHandler(logging.StreamHandler(stream))   # the worker's handler\n"
         "logging.getLogger().setLevel(logging.INFO)\n"
         "import function_app\n"
-        f"logging.getLogger('shared.capture').warning('runs/get-output failed: %s', 'token {token}')\n"
+        f"logging.getLogger('shared.databricks.capture').warning('runs/get-output failed: %s', 'token {token}')\n"
         f"logging.getLogger('azure.core').info('answer: password={token}')\n"
         "print(stream.getvalue())\n"
     )
@@ -540,7 +540,7 @@ def test_security_key_vault_mode_reads_no_secret_from_app_settings(fake_databric
     from shared.llm import backend_from_settings
     from shared.secrets import key_vault_name
     from shared.triage import decide
-    from shared.webhook import webhook_credentials
+    from shared.app.webhook import webhook_credentials
     from tests.fakes.azure_services import KeyVaultService
     from tests.helpers import make_snapshot as snapshot_with_error
 

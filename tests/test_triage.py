@@ -2,16 +2,13 @@
 
 import threading
 
-import pytest
 
-from shared.actions import NullNotifier
+from shared.notify import NullNotifier
 from shared.config import Settings
-from shared.databricks import DatabricksClient, PatCredential, RetryPolicy
-from shared.models import Action, Category
-from shared.store import open_store
+from shared.databricks import DatabricksClient, PatCredential
 from shared.triage import act_due, report_triage_failure, triage_run
-from tests.fakes.databricks import status_fault
-from tests.helpers import CORPUS, corpus_doc
+from demo.workspace import status_fault
+from tests.helpers import corpus_doc
 
 
 class RecordingNotifier:
@@ -21,19 +18,6 @@ class RecordingNotifier:
     def notify(self, snapshot, decision, record):
         self.calls.append((snapshot.run_id, decision.action.value, record.decision_key))
         return {"status": "sent", "to": ["owner@example.com"]}
-
-
-@pytest.fixture
-def store(tmp_path):
-    with open_store(Settings.from_env({"TRIAGE_STORAGE": f"sqlite:///{tmp_path / 't.db'}"})) as s:
-        yield s
-
-
-@pytest.fixture
-def client(fake_databricks):
-    policy = RetryPolicy(deadline_s=5, sleep=lambda s: None, jitter=False)
-    with DatabricksClient(fake_databricks.url, PatCredential(fake_databricks.token), retry=policy) as c:
-        yield c
 
 
 def _settings(**env):
@@ -212,7 +196,7 @@ def test_retry_notifications_resends_failed_email_until_sent(fake_databricks, cl
 
 
 def test_decide_prompt_carries_job_history_and_human_correction(fake_openai, store):
-    from shared.feedback import record_feedback
+    from shared.learning.feedback import record_feedback
     from shared.triage import decide, new_record
     from tests.helpers import make_snapshot
 

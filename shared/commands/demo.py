@@ -1,140 +1,36 @@
-"""``python -m shared demo`` (``make demo``): the whole product locally, no cloud account.
-
-Starts a local fake Databricks workspace (real HTTP on loopback) serving the bundled example
-failures in ``examples/``, triages each through the same client, store and pipeline production
-uses (shadow mode, a local SQLite store), prints what it decided and the exact request it
-would have sent, shows that a second delivery does not act twice, writes email previews, and
-shows the webhook path: a Databricks failure notification posted to the webhook handler,
-queued, and triaged by the worker.
-"""
+"""``python -m shared demo``: the local demo, which lives beside the package in ``demo/`` (it is not
+deployed: it carries a stand-in Databricks workspace). From a clone this runs ``python -m demo``;
+in a deployed app it says where the demo is."""
 
 from __future__ import annotations
 
-import json
-import shutil
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 __all__ = ["register", "run"]
 
-ROOT = Path(__file__).resolve().parents[2]
+_REPO = Path(__file__).resolve().parents[2]
 
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="run the pipeline on the bundled examples against a local fake workspace")
-    p.add_argument("--examples", default=str(ROOT / "examples"), help="folder of snapshots to serve")
+    p.add_argument("--examples", default=str(_REPO / "examples"), help="folder of snapshots to serve")
     p.add_argument("--out", default="demo-out", help="where the store and email previews go")
     p.set_defaults(run=run)
 
 
-def _request_summary(req: dict | None) -> str:
-    if not req:
-        return "-"
-    body = req.get("body") or {}
-    keys = {k: body[k] for k in ("rerun_all_failed_tasks", "rerun_tasks", "latest_repair_id",
-                                 "performance_target", "idempotency_token") if k in body}
-    if "tasks" in body:
-        sizes = []
-        for t in body["tasks"]:
-            nc = t.get("new_cluster") or {}
-            w = nc.get("num_workers", (nc.get("autoscale") or {}).get("max_workers"))
-            sizes.append(f"{t.get('task_key')}:{nc.get('node_type_id', '?')}x{w}")
-        keys["tasks"] = sizes
-    return f"{req.get('method')} {req.get('path')} {json.dumps(keys, separators=(',', ':'))}"
-
-
 def run(args, ctx) -> int:
-    import sys
-
-    sys.path.insert(0, str(ROOT))  # the fake workspace lives with the tests
-    from tests.fakes.databricks import FakeDatabricks
-
-    from shared.commands.classify import render_table
-    from shared.config import Settings
-    from shared.databricks import DatabricksClient, PatCredential
-    from shared.commands.email_preview import write_preview
-    from shared.snapshot import iter_snapshot_paths, load_snapshot
-    from shared.store import open_store
-    from shared.triage import decision_of_record, triage_run
-
-    out = Path(args.out)
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "emails").mkdir(parents=True)
-    settings = Settings.from_env({"TRIAGE_MODE": "shadow", "TRIAGE_STORAGE": f"sqlite:///{out / 'triage.db'}",
-                                  "TRIAGE_NODE_TYPE_LADDER": "Standard_DS3_v2,Standard_DS4_v2,Standard_DS5_v2",
-                                  "TRIAGE_MAX_WORKERS": "16", "TRIAGE_PUBLIC_BASE_URL": "https://triage.example.net"})
-    paths = list(iter_snapshot_paths([args.examples]))
-    snapshots = {load_snapshot(p).run_id: load_snapshot(p) for p in paths}
-    with FakeDatabricks() as fake, open_store(settings) as store:
-        fake.load_all(paths)
-        client = DatabricksClient(fake.url, PatCredential(fake.token))
-        ctx.stdout.write(f"Local fake Databricks workspace at {fake.url} serving {len(paths)} failed runs "
-                         f"from {args.examples}\nMode: shadow (decisions recorded, nothing sent). "
-                         f"Store: {settings.storage}\n\n")
-        # The retry ledger lives in the store: seed it from the examples' recorded history, so a
-        # run that was already retried three times shows the retry limit at work.
-        from shared.capture import lineage_of
-
-        for snap in snapshots.values():
-            if snap.prior_retries:
-                store.incr("lineage", lineage_of(snap.run), by=snap.prior_retries)
-        rows = []
-        for run_id, snap in snapshots.items():
-            result = triage_run(run_id, settings, client=client, store=store, use_llm=False, workspace=fake.url)
-            rec = result.record
-            rows.append({"run": snap.case_id, "category": rec.category, "action": rec.action,
-                         "conf": f"{rec.confidence:.2f}",
-                         "would send": _request_summary((rec.action_request.get("requests") or [None])[0])
-                         if rec.action in ("RETRY", "RETRY_WITH_NEW_PARAMS") else
-                         f"email ({rec.action_request.get('notify') or 'owner'})" if rec.action in ("SEND_EMAIL", "ESCALATE")
-                         else "-"})
-            if rec.action in ("SEND_EMAIL", "ESCALATE"):
-                write_preview(snap, decision_of_record(rec), settings, out / "emails" / f"{snap.case_id}.html")
-        ctx.stdout.write(render_table(rows, columns=("run", "category", "action", "conf", "would send"),
-                                      widths={"would send": 110}) + "\n\n")
-        writes = fake.writes
-        ctx.stdout.write(f"Requests that changed anything in the workspace: {len(writes)} (shadow mode sends none).\n")
-
-        again = [triage_run(r, settings, client=client, store=store, use_llm=False, workspace=fake.url)
-                 for r in list(snapshots)[:3]]
-        ctx.stdout.write("Delivered again: " + "; ".join(
-            f"{a.record.decision_key} -> {'duplicate, not acted again' if a.duplicate else 'NEW DECISION'}" for a in again)
-            + "\n")
-        ctx.stdout.write(f"Email previews for the decisions that need a person: {out / 'emails'}/*.html "
-                         f"({len(list((out / 'emails').glob('*.html')))} files)\n")
-        _webhook_demo(ctx, settings, fake, store, client)
-    ctx.stdout.write(f"\nDecisions are in {out / 'triage.db'}: try "
-                     f"'TRIAGE_STORAGE=sqlite:///{out / 'triage.db'} .venv/bin/python -m shared decisions list'\n")
-    return 0
-
-
-def _webhook_demo(ctx, settings, fake, store, client) -> None:
-    """A Databricks failure notification, posted as a real HttpRequest to the webhook handler,
-    queued (in memory here; an Azure Storage queue in Azure), then triaged by the queue worker."""
-    from shared.config import Settings
-    from shared.demo_webhook import MemoryQueue, post_notification, sample_notification
-    from shared.runtime import open_runtime
-    from shared.snapshot import load_snapshot
-    from shared.worker import process_request
-
-    path = ROOT / "examples" / "webhook" / "dev-063.json"
-    snap = load_snapshot(path)
-    fake.load(path)
-    env = {**settings.extra, "DATABRICKS_HOST": fake.url, "DATABRICKS_TOKEN": fake.token}
-    wsettings = Settings.from_env(env)
-    queue = MemoryQueue()
-    payload = sample_notification(snap.run_id, job_id=snap.job_id, job_name=snap.job_name)
-    delivery = post_notification(payload, wsettings, queue=queue)
-    ctx.stdout.write("\nWebhook path:\n")
-    ctx.stdout.write(f"  POST /api/databricks/webhook {payload['event_type']} run {snap.run_id} "
-                     f"-> HTTP {delivery.status} {delivery.body}\n")
-    ctx.stdout.write(f"  queued messages: {len(queue.messages)}\n")
-    with open_runtime(wsettings, store=store) as runtime:
-        for request in queue.requests():
-            outcome = process_request(request, wsettings, runtime=runtime)
-            rec = store.get(outcome.decision_key, str(snap.job_id))
-            ctx.stdout.write(f"  worker: run {request.run_id} -> {rec.category} -> {rec.action} "
-                             f"({rec.status}, mode {rec.mode}): {rec.reason}\n")
-        again = post_notification(payload, wsettings, queue=queue)
-        outcome = process_request(queue.requests()[-1], wsettings, runtime=runtime)
-        ctx.stdout.write(f"  the same notification again -> HTTP {again.status}, worker: {outcome.status}\n")
+    if not (_REPO / "demo" / "__main__.py").is_file():
+        ctx.error("the demo ships with the source repository, not with the deployed app: run `make demo` in a clone")
+        return 1
+    env = dict(ctx.env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO), env.get("PYTHONPATH", "")) if p)
+    inherit = ctx.stdout is sys.stdout and ctx.stderr is sys.stderr
+    done = subprocess.run([sys.executable, "-m", "demo", "--examples", args.examples, "--out", args.out],
+                          env=env, capture_output=not inherit, text=True)
+    if not inherit:
+        ctx.stdout.write(done.stdout or "")
+        ctx.stderr.write(done.stderr or "")
+    return done.returncode

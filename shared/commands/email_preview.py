@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets as _random
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from shared.errors import SecretError
 from shared.models import Decision
@@ -21,6 +21,10 @@ from shared.notify import EMAIL_ACTIONS, Email, feedback_links, recipients_for, 
 from shared.signing import key_from_secret
 from shared.snapshot import Snapshot, load_snapshot
 from shared.store import DecisionRecord
+
+if TYPE_CHECKING:  # pragma: no cover
+    from shared.secrets import SecretProvider
+    from shared.config import Settings
 
 __all__ = ["register", "run", "render_preview", "write_preview", "preview_record", "PLACEHOLDER_BASE_URL"]
 
@@ -40,7 +44,7 @@ def register(sub) -> None:
     p.set_defaults(run=run)
 
 
-def preview_record(snapshot: Snapshot, decision: Decision, settings: Any) -> DecisionRecord:
+def preview_record(snapshot: Snapshot, decision: Decision, settings: Settings) -> DecisionRecord:
     """The decision record the pipeline would store for this decision (not stored here)."""
     return DecisionRecord(
         decision_key=snapshot.decision_key,
@@ -60,7 +64,7 @@ def preview_record(snapshot: Snapshot, decision: Decision, settings: Any) -> Dec
     )
 
 
-def render_preview(snapshot: Snapshot, decision: Decision, settings: Any, *, secrets: Any = None,
+def render_preview(snapshot: Snapshot, decision: Decision, settings: Settings, *, secrets: SecretProvider | None = None,
                    now: float | None = None) -> tuple[Email, list[str]]:
     """Render the email for a decision as the notifier would. Returns the email and notes for
     the operator (e.g. "links signed with a throwaway key")."""
@@ -95,8 +99,8 @@ def render_preview(snapshot: Snapshot, decision: Decision, settings: Any, *, sec
     return email, notes
 
 
-def write_preview(snapshot: Snapshot, decision: Decision, settings: Any, path: str | Path, *,
-                  secrets: Any = None, now: float | None = None) -> tuple[Email, list[str]]:
+def write_preview(snapshot: Snapshot, decision: Decision, settings: Settings, path: str | Path, *,
+                  secrets: SecretProvider | None = None, now: float | None = None) -> tuple[Email, list[str]]:
     """Render and write the HTML body to ``path`` (folders created). For ``make demo``."""
     email, notes = render_preview(snapshot, decision, settings, secrets=secrets, now=now)
     out = Path(path)

@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
-    from shared.finetune import export_finetune, load_records
+    from shared.learning.finetune import export_finetune, load_records
     from shared.store import open_store
 
     if not 0 <= args.valid_percent <= 50:

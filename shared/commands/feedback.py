@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
-    from shared.feedback import record_feedback
+    from shared.learning.feedback import record_feedback
     from shared.store import open_store
 
     with open_store(ctx.settings()) as store:

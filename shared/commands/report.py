@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
-    from shared.report import load_report, render_html, render_text
+    from shared.learning.report import load_report, render_html, render_text
     from shared.store import open_store
 
     since_s = parse_duration(args.since, setting="--since")

@@ -11,7 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from shared.config import Settings
 
 __all__ = ["register", "run"]
 
@@ -29,7 +32,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(run=run)
 
 
-def _open_store(settings: Any, ctx: Any) -> Any:
+def _open_store(settings: Settings, ctx: Any) -> Any:
     from shared.errors import StoreError
     from shared.store import open_store
 
@@ -43,14 +46,14 @@ def _open_store(settings: Any, ctx: Any) -> Any:
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
-    from shared.capture import capture_snapshot
+    from shared.databricks.capture import capture_snapshot
     from shared.cli import ExitCode
     from shared.databricks import RetryPolicy
 
     if args.retry_deadline <= 0:
         ctx.error("--retry-deadline must be > 0 seconds")
         return ExitCode.USAGE
-    from shared.runtime import build_client, build_secrets
+    from shared.app.runtime import build_client, build_secrets
 
     settings = ctx.settings()
     store = None if args.no_store else _open_store(settings, ctx)

@@ -39,7 +39,7 @@ def _iso(ms: int | None) -> str:
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
-    from shared.sweep import run_sweep
+    from shared.app.sweep import run_sweep
 
     report = run_sweep(ctx.settings(), inline=args.inline, workspace=args.workspace)
     if args.format == "json":

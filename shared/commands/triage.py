@@ -18,7 +18,7 @@ def register(sub) -> None:
 
 
 def run(args, ctx) -> int:
-    from shared.runtime import build_client, build_notifier, build_secrets, build_store
+    from shared.app.runtime import build_client, build_notifier, build_secrets, build_store
     from shared.triage import triage_run
 
     settings = ctx.settings()

@@ -21,11 +21,11 @@ JOB_ID = 4242
 def learning_store(request, tmp_path):
     """The decision store, once per backend."""
     if request.param == "sqlite":
-        from shared._store_sqlite import SqliteStore
+        from shared.store._sqlite import SqliteStore
 
         store = SqliteStore(tmp_path / "learning.db")
     else:
-        from shared._store_tables import TablesStore
+        from shared.store._tables import TablesStore
 
         azurite = request.getfixturevalue("azurite")
         store = TablesStore.from_connection_string(azurite.connection_string,

@@ -1,0 +1,308 @@
+"""What the Functions triggers and the CLI build from the settings: workspaces, clients, store, notifier.
+
+    settings = Settings.from_env()
+    with open_runtime(settings) as rt:                 # secrets, store, notifier (lazy clients)
+        client = rt.client(rt.workspaces[0])           # one DatabricksClient per workspace host
+
+- ``workspaces(settings)``: ``TRIAGE_WORKSPACES`` (each ``host`` or ``id=host``), else
+  ``DATABRICKS_HOST``. An Azure Databricks host carries its workspace id
+  (``adb-<id>.<n>.azuredatabricks.net``), so ``id=`` is only needed for other host names.
+- ``resolve_workspace(settings, workspace_id)``: the workspace a webhook's ``workspace_id`` names.
+- ``build_client`` / ``build_store`` / ``build_notifier``: the production objects, built the same
+  way by every trigger (webhook, queue worker, timer sweep) and by ``python -m shared``.
+
+Nothing here does I/O at import; SDKs are imported by the builders when first used.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from shared.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from shared.notify.notifier import Notifier
+    from azure.core.credentials import TokenCredential
+    from shared.config import Settings
+    from shared.databricks import DatabricksClient
+    from shared.secrets import SecretProvider
+    from shared.store import Store
+
+__all__ = [
+    "Workspace",
+    "Runtime",
+    "workspaces",
+    "resolve_workspace",
+    "workspace_for_host",
+    "build_secrets",
+    "build_client",
+    "build_store",
+    "build_notifier",
+    "open_runtime",
+    "process_runtime",
+    "process_secrets",
+    "email_configured",
+]
+
+log = logging.getLogger(__name__)
+
+# adb-<workspace id>.<n>.azuredatabricks.net (also the .cn / .us sovereign clouds)
+_AZURE_HOST_ID = re.compile(r"^adb-(\d+)\.\d+\.azuredatabricks\.")
+_WORKSPACE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """One Databricks workspace: its URL and, when known, its numeric id."""
+
+    host: str
+    id: str = ""
+
+    @property
+    def key(self) -> str:
+        """The workspace's key in the store (watermarks) and on decisions: its host."""
+        return self.host
+
+
+def _normalise_host(raw: str, setting: str) -> str:
+    host = raw.strip().rstrip("/")
+    if not host:
+        raise ConfigError(f"{setting}: an empty workspace host")
+    if "://" not in host:
+        host = "https://" + host
+    parts = urlsplit(host)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.path or parts.query \
+            or parts.username or parts.password:
+        raise ConfigError(f"{setting}: {raw.strip()!r} is not a workspace URL "
+                          "(expected https://adb-<id>.<n>.azuredatabricks.net)")
+    return host
+
+
+def workspaces(settings: "Settings") -> list[Workspace]:
+    """The configured workspaces, in the order given. Empty when none is configured."""
+    entries: tuple[str, ...] = tuple(settings.workspaces)
+    setting = "TRIAGE_WORKSPACES"
+    if not entries and settings.databricks_host:
+        entries, setting = (settings.databricks_host,), "DATABRICKS_HOST"
+    found: list[Workspace] = []
+    for entry in entries:
+        ws_id, sep, host = entry.partition("=")
+        if not sep:
+            ws_id, host = "", entry
+        ws_id = ws_id.strip()
+        if ws_id and not _WORKSPACE_ID.fullmatch(ws_id):
+            raise ConfigError(f"{setting}: {ws_id!r} is not a workspace id (write id=host, e.g. "
+                              "1234567890123456=https://adb-1234567890123456.7.azuredatabricks.net)")
+        url = _normalise_host(host, setting)
+        if not ws_id:
+            m = _AZURE_HOST_ID.match(urlsplit(url).hostname or "")
+            ws_id = m.group(1) if m else ""
+        if any(w.host == url for w in found):
+            continue
+        found.append(Workspace(host=url, id=ws_id))
+    return found
+
+
+def resolve_workspace(settings: "Settings", workspace_id: str | None) -> Workspace | None:
+    """The workspace a notification's ``workspace_id`` names, or None when it is not one of ours.
+
+    A single configured workspace whose id is unknown (a host name without ``adb-<id>``) takes
+    every notification; otherwise the ids must match."""
+    configured = workspaces(settings)
+    wanted = (workspace_id or "").strip()
+    if wanted:
+        for ws in configured:
+            if ws.id and ws.id == wanted:
+                return ws
+    if len(configured) == 1 and (not configured[0].id or not wanted):
+        return configured[0]
+    return None
+
+
+def workspace_for_host(settings: "Settings", host: str) -> Workspace:
+    """The configured workspace with this host (a queue message names its workspace by host).
+    ConfigError when it is not configured: the app never calls a host it was not given."""
+    configured = workspaces(settings)
+    if not configured:
+        raise ConfigError("no Databricks workspace is configured: set DATABRICKS_HOST (or TRIAGE_WORKSPACES)")
+    if not host:
+        return configured[0]
+    try:
+        url = _normalise_host(host, "workspace")
+    except ConfigError:
+        url = host
+    for ws in configured:
+        if ws.host == url:
+            return ws
+    raise ConfigError(f"workspace {host!r} is not configured in TRIAGE_WORKSPACES / DATABRICKS_HOST")
+
+
+# --- builders -----------------------------------------------------------------------------------
+
+def build_secrets(settings: "Settings") -> "SecretProvider":
+    """The secret provider: Key Vault when KEY_VAULT_URL is set, else the environment."""
+    from shared.secrets import SecretProvider
+
+    return SecretProvider.from_settings(settings)
+
+
+def build_client(settings: "Settings", secrets: "SecretProvider", *, workspace: Workspace | None = None,
+                 **client_kwargs: Any) -> "DatabricksClient":
+    """A Jobs API client for ``workspace`` (default: the first configured one), authenticated as
+    DATABRICKS_AUTH says. A personal access token is read through ``secrets`` on every request
+    (cached there), so a rotated token is picked up without a restart."""
+    from shared.databricks import AzureIdentityCredential, DatabricksClient, PatCredential
+
+    if workspace is None:
+        configured = workspaces(settings)
+        if not configured:
+            raise ConfigError("DATABRICKS_HOST is not set (the workspace URL, "
+                              "e.g. https://adb-1234567890123456.7.azuredatabricks.net)")
+        workspace = configured[0]
+    if settings.databricks_auth == "azure-identity":
+        credential: TokenCredential = AzureIdentityCredential()
+    else:
+        secrets.get("DATABRICKS_TOKEN")   # fail now, naming the secret, rather than on the first call
+        credential = PatCredential(lambda: secrets.get("DATABRICKS_TOKEN"))
+    try:
+        return DatabricksClient(workspace.host, credential, **client_kwargs)
+    except ValueError as exc:
+        raise ConfigError(f"workspace {workspace.host}: {exc}") from exc
+
+
+def build_store(settings: "Settings", **options: Any) -> "Store":
+    """The decision store (TRIAGE_STORAGE, else AzureWebJobsStorage, else a local SQLite file)."""
+    from shared.store import open_store
+
+    return open_store(settings, **options)
+
+
+def email_configured(settings: "Settings", secrets: "SecretProvider | None" = None) -> bool:
+    """True when EMAIL_SENDER is set and ACS is reachable keyless (ACS_ENDPOINT) or, when
+    ``secrets`` is given, by the ACS_CONNECTION_STRING secret."""
+    if not settings.email_sender:
+        return False
+    if settings.acs_endpoint:
+        return True
+    if secrets is None:
+        return False
+    return secrets.get_optional("ACS_CONNECTION_STRING") is not None
+
+
+def build_notifier(settings: "Settings", secrets: "SecretProvider", *, store: "Store", **kwargs: Any) -> Any:
+    """``EmailNotifier`` when email is configured, else ``NullNotifier`` (which records
+    "not configured" on the decision, so a person can still find it with ``decisions list``)."""
+    if not email_configured(settings, secrets):
+        from shared.notify import NullNotifier
+
+        log.info("email is not configured (EMAIL_SENDER and ACS_ENDPOINT / ACS_CONNECTION_STRING): "
+                 "decisions are recorded, nobody is emailed")
+        return NullNotifier()
+    from shared.notify import EmailNotifier
+
+    return EmailNotifier.from_settings(settings, store=store, secrets=secrets, **kwargs)
+
+
+@dataclass
+class Runtime:
+    """The objects one invocation needs. Databricks clients are built per workspace on first use.
+    Close it (or use ``with``) to release connections."""
+
+    settings: "Settings"
+    secrets: "SecretProvider"
+    store: "Store"
+    notifier: Notifier
+    client_kwargs: dict[str, Any] = field(default_factory=dict)
+    owns: tuple[str, ...] = ("secrets", "store", "notifier")   # what close() closes
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def workspaces(self) -> list[Workspace]:
+        return workspaces(self.settings)
+
+    def client(self, workspace: Workspace | None = None) -> "DatabricksClient":
+        ws = workspace or workspace_for_host(self.settings, "")
+        if ws.host not in self._clients:
+            self._clients[ws.host] = build_client(self.settings, self.secrets, workspace=ws, **self.client_kwargs)
+        return self._clients[ws.host]
+
+    def close(self) -> None:
+        for c in self._clients.values():
+            c.close()
+        self._clients.clear()
+        for name in ("notifier", "store", "secrets"):
+            if name not in self.owns:
+                continue
+            thing = getattr(self, name)
+            close = getattr(thing, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception as exc:  # noqa: BLE001 - closing is best effort
+                    log.debug("closing %s failed: %s", type(thing).__name__, exc)
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open_runtime(settings: "Settings", *, store: "Store | None" = None, secrets: "SecretProvider | None" = None,
+                 notifier: Notifier | None = None, **client_kwargs: Any) -> Runtime:
+    """Secrets, store and notifier from the settings (any of them may be passed in instead)."""
+    owns = tuple(name for name, given in (("secrets", secrets), ("store", store), ("notifier", notifier))
+                 if given is None)
+    secrets = secrets or build_secrets(settings)
+    try:
+        store = store or build_store(settings)
+        if notifier is None:
+            notifier = build_notifier(settings, secrets, store=store)
+    except Exception:
+        if "store" in owns and store is not None:
+            store.close()
+        if "secrets" in owns:
+            secrets.close()
+        raise
+    return Runtime(settings=settings, secrets=secrets, store=store, notifier=notifier,
+                   client_kwargs=dict(client_kwargs), owns=owns)
+
+
+# --- per-process reuse for the Functions triggers ------------------------------------------------
+
+_process_lock = threading.Lock()
+_process_stores: dict[tuple[str, str, str], Any] = {}
+_process_secrets: dict[tuple[str, int], Any] = {}
+
+
+def process_secrets(settings: "Settings") -> "SecretProvider":
+    """The secret reader for this process: one per Key Vault (so its TTL cache lives across
+    invocations); from the environment, a fresh one (cheap, and always current)."""
+    if not settings.key_vault_url:
+        return build_secrets(settings)
+    key = (settings.key_vault_url, settings.secret_cache_ttl_s)
+    with _process_lock:
+        if key not in _process_secrets:
+            _process_secrets[key] = build_secrets(settings)
+        return _process_secrets[key]
+
+
+def process_runtime(settings: "Settings") -> Runtime:
+    """A ``Runtime`` for one function invocation that reuses, within this process, the store
+    (one per storage configuration: its tables are created once, its connections kept) and the
+    Key Vault secret reader (``process_secrets``). Closing the runtime closes only what is per
+    invocation (Databricks clients, the notifier, an environment secret reader)."""
+    from shared.store import storage_choice
+
+    store_key = storage_choice(settings)
+    with _process_lock:
+        store = _process_stores.get(store_key)
+        if store is None:
+            store = _process_stores[store_key] = build_store(settings)
+    secrets = process_secrets(settings)
+    return open_runtime(settings, store=store, secrets=secrets if settings.key_vault_url else None)

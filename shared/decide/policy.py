@@ -1,0 +1,187 @@
+"""The decision policy: category -> action, and the safety invariants every decision obeys.
+
+``decide`` turns the rules' classification into a decision. ``enforce`` is applied to every
+candidate decision afterwards — the rules', or one the LLM shaped — and is the one place the
+invariants of the design doc are kept:
+
+1. PERMISSION, CODE, DATA or CONFIGURATION placed by the rules with high confidence is never retried.
+2. Automatic retries per run lineage stop at max_retries (default 3, job tag
+   ``triage.max_retries``, hard cap 10); then ESCALATE.
+3. Parameter changes only within bounds (enforced again where the request is built, in shared.databricks.actions).
+5. IGNORE only for CANCELED or an explicit job tag (``triage.ignore=true``).
+Also: a fingerprint whose automatic retries kept failing is escalated instead of retried.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from shared.config import Settings
+from shared.models import (
+    DEFAULT_ACTION,
+    DETERMINISTIC,
+    Action,
+    Category,
+    Classification,
+    Decision,
+)
+from shared.snapshot import Snapshot
+
+__all__ = [
+    "HARD_MAX_RETRIES",
+    "HIGH_CONFIDENCE",
+    "MIN_RETRY_CONFIDENCE",
+    "max_retries_for",
+    "decide",
+    "enforce",
+    "suggested_params",
+]
+
+HARD_MAX_RETRIES = 10
+HIGH_CONFIDENCE = 0.8        # invariant 1: a rules verdict this sure is never overridden into a retry
+MIN_RETRY_CONFIDENCE = 0.5   # below this, a retry is not automatic: a person looks first
+
+_TRUE = {"true", "1", "yes", "on"}
+
+_FIX_HINTS = {
+    Category.PERMISSION: "Grant the job's run-as identity the privilege named in the error, or run the job as an identity that has it.",
+    Category.CODE: "Fix the code or query at the line the error names; the run will fail the same way until then.",
+    Category.DATA: "Check that the input table/path exists and its data matches the expected schema and constraints.",
+    Category.CONFIGURATION: "Correct the job or cluster setting the error names (node type, Spark version, parameter, widget, secret).",
+    Category.DEPENDENCY: "Pin a library version that exists and is compatible with the cluster's runtime.",
+    Category.RESOURCE: "Give the task more memory/disk (larger node type or more workers) or reduce the data per partition.",
+    Category.UNKNOWN: "Read the run output; the failure matched no known pattern.",
+}
+
+
+def max_retries_for(snapshot: Snapshot, settings: Settings) -> tuple[int, str]:
+    """The retry limit for this job and where it came from."""
+    raw = snapshot.tags.get("triage.max_retries")
+    if raw is not None:
+        try:
+            value = int(raw)
+        except ValueError:
+            return min(settings.max_retries, HARD_MAX_RETRIES), f"default (tag triage.max_retries={raw!r} is not a number)"
+        return max(0, min(value, HARD_MAX_RETRIES)), "job tag triage.max_retries"
+    return min(settings.max_retries, HARD_MAX_RETRIES), "default"
+
+
+def suggested_params(classification: Classification) -> dict[str, Any]:
+    """Bounded resize suggestions for RESOURCE failures (applied and capped in shared.databricks.actions)."""
+    text = " ".join(e.matched.lower() for e in classification.evidence)
+    params: dict[str, Any] = {"num_workers_factor": 2}
+    if any(k in text for k in ("driver", "maxresultsize", "serialized results", "broadcast", "no space left")):
+        params["node_type_step"] = 1
+    return params
+
+
+def _reason(classification: Classification, action: Action, why: str) -> str:
+    where = f" in task {classification.deciding_task}" if classification.deciding_task else ""
+    cites = "; ".join(dict.fromkeys(e.cite() for e in classification.evidence[:3][:2])) or "no rule matched"
+    return f"{classification.category.value}{where} ({cites}) -> {action.value}: {why}"
+
+
+def decide(snapshot: Snapshot, classification: Classification, settings: Settings) -> Decision:
+    """The rules' decision for a classified failure (then ``enforce``)."""
+    cat = classification.category
+    action = DEFAULT_ACTION[cat]
+    why = {
+        Action.RETRY: "transient failure, repair the run",
+        Action.RETRY_WITH_NEW_PARAMS: "resource exhaustion, rerun with a larger cluster",
+        Action.SEND_EMAIL: "a person must fix this",
+        Action.ESCALATE: "unknown failure, on-call should look",
+        Action.IGNORE: "nothing to do",
+    }[action]
+    if cat is Category.DEPENDENCY and classification.retryable_hint:
+        action, why = Action.RETRY, "the package source was unreachable, retry"
+    params = suggested_params(classification) if action is Action.RETRY_WITH_NEW_PARAMS else {}
+    failed = tuple(t.task_key for t in classification.tasks if not t.upstream_only and t.task_key)
+    decision = Decision(
+        category=cat,
+        action=action,
+        confidence=classification.confidence,
+        decided_by="rules",
+        reason=_reason(classification, action, why),
+        excerpt=classification.excerpt,
+        deciding_task=classification.deciding_task,
+        failed_tasks=failed,
+        evidence=tuple(e.cite() for e in classification.evidence[:5]),
+        params=params,
+        suggested_fix=_FIX_HINTS.get(cat, ""),
+    )
+    if classification.note:
+        decision.notes.append(classification.note)
+    return decision
+
+
+def _override(decision: Decision, action: Action, why: str) -> Decision:
+    d = replace(decision, action=action, params={} if action is not Action.RETRY_WITH_NEW_PARAMS else decision.params,
+                notes=[*decision.notes, why])
+    d.reason = f"{decision.reason.split(' -> ')[0]} -> {action.value}: {why}"
+    if "policy" not in d.decided_by:
+        d.decided_by = f"{d.decided_by}+policy"
+    return d
+
+
+def enforce(
+    decision: Decision,
+    snapshot: Snapshot,
+    classification: Classification,
+    settings: Settings,
+    *,
+    prior_retries: int | None = None,
+    failed_retries_of_fingerprint: int = 0,
+) -> Decision:
+    """Apply the safety invariants to a candidate decision. Pure; returns a new decision."""
+    tags = snapshot.tags
+    # Invariant 5 (explicit tag): IGNORE when the job says so.
+    if tags.get("triage.ignore", "").strip().lower() in _TRUE:
+        d = replace(decision, action=Action.IGNORE, params={}, decided_by="policy",
+                    notes=[*decision.notes, "job tag triage.ignore=true"])
+        d.reason = f"{decision.category.value}: job tag triage.ignore=true -> IGNORE"
+        return d
+
+    # Invariant 1: a confident deterministic verdict of the rules is never retried.
+    if (
+        decision.action.is_retry
+        and classification.category in DETERMINISTIC
+        and classification.confidence >= HIGH_CONFIDENCE
+    ):
+        decision = _override(
+            replace(decision, category=classification.category),
+            Action.SEND_EMAIL,
+            f"rules place this in {classification.category.value} with confidence "
+            f"{classification.confidence:.2f}: never retried",
+        )
+    # Whatever decided: deterministic categories are for people, not retries.
+    if decision.action.is_retry and decision.category in DETERMINISTIC:
+        decision = _override(decision, Action.SEND_EMAIL, f"{decision.category.value} failures are not retried")
+
+    # Invariant 5: IGNORE only for CANCELED (the tag case returned above).
+    if decision.action is Action.IGNORE and decision.category is not Category.CANCELED:
+        decision = _override(decision, Action.ESCALATE, "IGNORE is only for canceled runs or tagged jobs")
+    if decision.category is Category.CANCELED and decision.action is not Action.IGNORE:
+        decision = _override(decision, Action.IGNORE, "canceled, skipped or superseded: nothing to do")
+
+    if decision.action.is_retry:
+        # Too unsure to spend compute on automatically.
+        if decision.confidence < MIN_RETRY_CONFIDENCE:
+            decision = _override(decision, Action.ESCALATE,
+                                 f"confidence {decision.confidence:.2f} is too low to retry automatically")
+        else:
+            # Invariant 2: the retry limit of the run lineage.
+            limit, source = max_retries_for(snapshot, settings)
+            done = snapshot.prior_retries if prior_retries is None else max(prior_retries, snapshot.prior_retries)
+            if done >= limit:
+                decision = _override(decision, Action.ESCALATE, f"retry limit reached: {done} of {limit} ({source})")
+            elif failed_retries_of_fingerprint >= settings.hopeless_after:
+                decision = _override(
+                    decision, Action.ESCALATE,
+                    f"automatic retries of this failure fingerprint failed {failed_retries_of_fingerprint} times "
+                    f"recently (limit {settings.hopeless_after})",
+                )
+    if decision.action is not Action.RETRY_WITH_NEW_PARAMS and decision.params:
+        decision = replace(decision, params={})
+    decision.confidence = max(0.0, min(1.0, float(decision.confidence)))
+    return decision
