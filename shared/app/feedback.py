@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import azure.functions as func
 
 from shared.app.http import html_page, json_response
-from shared.errors import DecisionNotFound, StoreError
+from shared.errors import ConfigError, DecisionNotFound, StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
     from shared.store.base import Store
@@ -54,6 +54,9 @@ def handle_post(req: func.HttpRequest, *, store: Store, now_ms: int | None = Non
         return json_response(413, {"error": f"the request body is over {MAX_BODY_BYTES} bytes"})
     try:
         doc = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        return json_response(400, {"error": "the request body is nested too deeply; expected a flat JSON "
+                                    'object such as {"decision_key": "123-0", "verdict": "correct"}'})
     except (UnicodeDecodeError, ValueError):
         return json_response(400, {"error": "the request body must be a JSON object such as "
                                     '{"decision_key": "123-0", "verdict": "correct"}'})
@@ -79,7 +82,7 @@ def handle_post(req: func.HttpRequest, *, store: Store, now_ms: int | None = Non
         return json_response(400, {"error": str(exc)})
     except DecisionNotFound as exc:
         return json_response(404, {"error": str(exc)})
-    except StoreError as exc:
+    except (StoreError, ConfigError) as exc:
         log.warning("feedback not recorded: %s", exc)
         return json_response(503, {"error": "the decision store is unavailable; try again later"})
     fb = {k: v for k, v in record.feedback.items() if k != "history"}

@@ -332,3 +332,45 @@ def test_feedback_link_trigger_reads_key_from_secrets(app_storage, monkeypatch):
     resp = feedback_link.build().get_user_function()(_link(token))
     assert resp.status_code == 200
     assert store.get(key).feedback == {"verdict": "correct", "source": "link", "at": store.get(key).feedback["at"]}
+
+
+@pytest.mark.parametrize("storage", ["sqlite:///", "not a store"])
+def test_feedback_link_trigger_store_misconfigured_is_503_not_500(monkeypatch, storage):
+    """A store setting that cannot be used is found only once the token is valid: the page says
+    "try again later" (503), it is not a NameError turned into a 500."""
+    monkeypatch.setenv("TRIAGE_STORAGE", storage)
+    monkeypatch.setenv("TRIAGE_FEEDBACK_SIGNING_KEY", KEY.decode())
+    token = make_token(KEY, "1001-0", "correct", expires_at=int(time.time()) + 600)
+    resp = feedback_link.build().get_user_function()(_link(token))
+    assert resp.status_code == 503 and "could not be recorded" in _page(resp)
+
+
+def test_handle_link_store_unreachable_is_503(tmp_path):
+    """A Table Storage account nobody answers for (a closed loopback port): 503, not a 500."""
+    from shared.config import Settings
+    from shared.app.runtime import build_store
+
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conn = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + "a" * 88 +
+            f";TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+    settings = Settings.from_env({"TRIAGE_STORAGE": conn})
+    now = time.time()
+    token = make_token(KEY, "1001-0", "wrong", expires_at=int(now) + 600)
+    resp = handle_link(_link(token), signing_key=KEY, now=now,
+                       open_store=lambda: build_store(settings, retry_total=0))
+    assert resp.status_code == 503 and "unavailable" in _page(resp)
+
+
+@pytest.mark.parametrize("depth", [5000, 16 * 1024 // 2 - 2])
+def test_handle_post_deeply_nested_json_is_400(learning_store, depth):
+    body = b"[" * depth + b"]" * depth
+    assert len(body) <= MAX_BODY_BYTES
+    resp = handle_post(_post(body), store=learning_store)
+    assert resp.status_code == 400
+    assert "nested too deeply" in json.loads(resp.get_body())["error"]
+    body = b'{"a":' * (depth // 2) + b"1" + b"}" * (depth // 2)
+    resp = handle_post(_post(body[:MAX_BODY_BYTES]), store=learning_store)
+    assert resp.status_code == 400
