@@ -60,7 +60,8 @@ def decide(
 ) -> Decision:
     """Classify a failure and decide what to do, within the policy's invariants.
 
-    ``store`` (optional) supplies the LLM cache and budget and the fingerprint's retry record;
+    ``store`` (optional) supplies the LLM cache and budget, the fingerprint's retry record and
+    the lineage's previous attempt (a retry of ours that failed the same way is not repeated);
     ``llm`` (optional) is an LLM backend; without one, the model is used only when configured
     in ``settings`` and ``use_llm`` is true.
     """
@@ -80,8 +81,14 @@ def decide(
                                    history=history, corrections=corrections)
 
     failed_retries = 0
+    retried = None
     if store is not None and decision.fingerprint:
         failed_retries = _failed_retries(store, snapshot, decision.fingerprint)
+    if store is not None:
+        from shared.learning.lineage import previous_retry
+        from shared.databricks.capture import lineage_of
+
+        retried = previous_retry(store, snapshot, lineage_of(snapshot.run))
     decision = enforce(
         decision,
         snapshot,
@@ -89,6 +96,7 @@ def decide(
         settings,
         prior_retries=prior_retries,
         failed_retries_of_fingerprint=failed_retries,
+        retried=retried,
     )
     return decision
 

@@ -9,12 +9,14 @@ invariants of the design doc are kept:
    ``triage.max_retries``, hard cap 10); then ESCALATE.
 3. Parameter changes only within bounds (enforced again where the request is built, in shared.databricks.actions).
 5. IGNORE only for CANCELED or an explicit job tag (``triage.ignore=true``).
-Also: a fingerprint whose automatic retries kept failing is escalated instead of retried.
+Also: a fingerprint whose automatic retries kept failing is escalated instead of retried, and
+a wrong retry costs one run at most: when our own retry of a lineage failed again the same way
+(same fingerprint, or the same top evidence), it is not retried again (``RetriedAttempt``).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.config import Settings
@@ -32,6 +34,9 @@ __all__ = [
     "HARD_MAX_RETRIES",
     "HIGH_CONFIDENCE",
     "MIN_RETRY_CONFIDENCE",
+    "RANDOM_CATEGORIES",
+    "RetriedAttempt",
+    "same_failure",
     "max_retries_for",
     "decide",
     "enforce",
@@ -53,6 +58,43 @@ _FIX_HINTS = {
     Category.RESOURCE: "Give the task more memory/disk (larger node type or more workers) or reduce the data per partition.",
     Category.UNKNOWN: "Read the run output; the failure matched no known pattern.",
 }
+
+
+# Categories whose repeat after our retry still says "the platform, not the job": a cloud
+# provider's capacity, a lost node or a platform service fault is random with respect to the job,
+# and its owner cannot fix it; a second identical failure means an outage or a quota that on-call
+# owns. Every other category that failed the same way twice goes to the job's owner.
+RANDOM_CATEGORIES = frozenset({Category.INFRASTRUCTURE})
+
+
+@dataclass(frozen=True)
+class RetriedAttempt:
+    """The previous attempt of this run lineage, which our own automatic retry re-ran (read from
+    the store by ``shared.learning.lineage``)."""
+
+    decision_key: str
+    fingerprint: str
+    category: str
+    top_evidence: str = ""      # the strongest citation of that decision, e.g. "exception OutOfMemoryError"
+    excerpt: str = ""
+    action: str = "RETRY"
+
+
+def same_failure(decision: Decision, previous: RetriedAttempt | None) -> str:
+    """How this failure repeats the retried attempt ('same fingerprint', 'same evidence ...'), or ''."""
+    if previous is None:
+        return ""
+    if decision.fingerprint and decision.fingerprint == previous.fingerprint:
+        return f"same fingerprint {decision.fingerprint}"
+    top = decision.evidence[0] if decision.evidence else ""
+    if top and top == previous.top_evidence and decision.category.value == previous.category:
+        return f"same evidence ({top})"
+    return ""
+
+
+def _first_line(text: str) -> str:
+    line = next((ln.strip() for ln in (text or "").splitlines() if ln.strip()), "")
+    return line if len(line) <= 200 else line[:199] + "…"
 
 
 def max_retries_for(snapshot: Snapshot, settings: Settings) -> tuple[int, str]:
@@ -132,8 +174,11 @@ def enforce(
     *,
     prior_retries: int | None = None,
     failed_retries_of_fingerprint: int = 0,
+    retried: RetriedAttempt | None = None,
 ) -> Decision:
-    """Apply the safety invariants to a candidate decision. Pure; returns a new decision."""
+    """Apply the safety invariants to a candidate decision. Pure; returns a new decision.
+
+    ``retried`` is the previous attempt of this lineage when it was our own automatic retry."""
     tags = snapshot.tags
     # Invariant 5 (explicit tag): IGNORE when the job says so.
     if tags.get("triage.ignore", "").strip().lower() in _TRUE:
@@ -169,6 +214,16 @@ def enforce(
         if decision.confidence < MIN_RETRY_CONFIDENCE:
             decision = _override(decision, Action.ESCALATE,
                                  f"confidence {decision.confidence:.2f} is too low to retry automatically")
+        elif how := same_failure(decision, retried):
+            # A wrong retry costs one run at most: the retry failed the same way, so it was not
+            # transient for this job; people look now (not after max_retries).
+            to = Action.ESCALATE if decision.category in RANDOM_CATEGORIES else Action.SEND_EMAIL
+            who = "on-call" if to is Action.ESCALATE else "the owner"
+            decision = _override(decision, to, f"retried once; it failed the same way ({how}): {who} must look")
+            decision.notes.append(f"attempt {retried.decision_key} ({retried.category}, our {retried.action}): "
+                                  f"{_first_line(retried.excerpt) or '(no excerpt)'}")
+            decision.notes.append(f"attempt {snapshot.decision_key} after the retry: "
+                                  f"{_first_line(decision.excerpt) or '(no excerpt)'}")
         else:
             # Invariant 2: the retry limit of the run lineage.
             limit, source = max_retries_for(snapshot, settings)

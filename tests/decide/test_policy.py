@@ -97,3 +97,48 @@ def test_decide_resource_suggests_bounded_params():
 def test_decide_unknown_escalates():
     d = _decide(make_snapshot("the flux capacitor is sad"))
     assert d.category is Category.UNKNOWN and d.action is Action.ESCALATE
+
+
+# --- a wrong retry costs one run at most -------------------------------------------------------
+from shared.decide.policy import RetriedAttempt, same_failure  # noqa: E402
+from shared.decide.fingerprint import fingerprint as _fp  # noqa: E402
+
+
+def _with_fp(snap):
+    c = classify(snap)
+    d = decide(snap, c, S)
+    d.fingerprint = _fp(d.excerpt, category=d.category.value)
+    return c, d
+
+
+@pytest.mark.parametrize("error, expected", [
+    (NETWORK_ERR, Action.SEND_EMAIL),                                            # owner: it is not passing
+    ("java.util.concurrent.TimeoutException: Futures timed out after [300 seconds]", Action.SEND_EMAIL),
+    ("Cluster 0101-000000-abc was terminated while waiting on it to be ready", Action.ESCALATE),  # on-call
+])
+def test_enforce_retry_that_failed_the_same_way_is_not_retried_again(error, expected):
+    snap = make_snapshot(error)
+    c, d = _with_fp(snap)
+    assert d.action.is_retry
+    prev = RetriedAttempt("1001-0", d.fingerprint, d.category.value, d.evidence[0], error)
+    out = enforce(d, snap, c, S, retried=prev)
+    assert out.action is expected and "retried once; it failed the same way" in out.reason
+    assert any("attempt 1001-0" in n for n in out.notes)
+    # Without the previous retry, the same failure is retried (prior retries 0 of 3).
+    assert enforce(d, snap, c, S).action.is_retry
+
+
+def test_enforce_same_top_evidence_counts_as_the_same_failure():
+    snap = make_snapshot(NETWORK_ERR)
+    c, d = _with_fp(snap)
+    prev = RetriedAttempt("1001-0", "another-fingerprint", d.category.value, d.evidence[0], "other text")
+    assert same_failure(d, prev).startswith("same evidence")
+    assert enforce(d, snap, c, S, retried=prev).action is Action.SEND_EMAIL
+
+
+def test_enforce_retry_that_failed_differently_is_retried_again():
+    snap = make_snapshot(NETWORK_ERR)
+    c, d = _with_fp(snap)
+    prev = RetriedAttempt("1001-0", "another-fingerprint", "TIMEOUT", "exception TimeoutException", "timed out")
+    assert same_failure(d, prev) == ""
+    assert enforce(d, snap, c, S, retried=prev).action is Action.RETRY
