@@ -145,7 +145,10 @@ class TriageResult:
 def new_record(snapshot: Snapshot, decision: Decision, settings: Settings, *, workspace: str = "",
                mode: str | None = None) -> DecisionRecord:
     from shared.databricks.capture import lineage_of
+    from shared.learning.outcomes import failure_times
 
+    kept = _redact_obj(decision.to_dict())
+    kept["run_times"] = failure_times(snapshot.run)   # lets outcome checks read runs/list, not the run
     return DecisionRecord(
         decision_key=snapshot.decision_key,
         job_id=str(snapshot.job_id or "nojob"),
@@ -162,7 +165,7 @@ def new_record(snapshot: Snapshot, decision: Decision, settings: Settings, *, wo
         mode=_mode_for(snapshot, settings, mode),
         status="decided",
         lineage=lineage_of(snapshot.run),
-        decision=_redact_obj(decision.to_dict()),
+        decision=kept,
     )
 
 

@@ -233,7 +233,7 @@ def _describe(exc: BaseException) -> str:
 
 def _sweep_workspace(settings: "Settings", key: str, workspace_id: str, client: DatabricksClient, store: "Store",
                      enqueue: Callable[[TriageRequest], Any], now: int,
-                     include_unnamed: bool = True) -> WorkspaceReport:
+                     include_unnamed: bool = True, seen: Any = None) -> WorkspaceReport:
     report = WorkspaceReport(workspace=key)
     watermark = store.watermark(key)
     report.watermark_before = report.watermark_after = watermark
@@ -250,11 +250,15 @@ def _sweep_workspace(settings: "Settings", key: str, workspace_id: str, client: 
             run_id = as_int(run.get("run_id"))
             if not run_id:
                 continue
+            if seen is not None:
+                seen.add_listed(run)
             if _finished(run):
                 finished[run_id] = run
             else:
                 active[str(run_id)] = as_int(run.get("start_time")) or now
         listing_complete = True
+        if seen is not None:
+            seen.listed_from = start
     except DatabricksError as exc:
         report.error = f"runs/list failed after {len(finished)} finished run(s): {_describe(exc)}"
         log.warning("sweep of %s: %s; the watermark stays at %s", key, report.error, watermark)
@@ -283,6 +287,8 @@ def _sweep_workspace(settings: "Settings", key: str, workspace_id: str, client: 
                 report.error = f"runs/get {run_id} failed: {_describe(exc)}"
                 active[run_key] = started
                 continue
+            if seen is not None:
+                seen.full[run_id] = run
             if _finished(run):
                 finished[run_id] = run
                 report.long_runs += 1
@@ -361,7 +367,7 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
     ``workspace_ids`` maps a host to its workspace id (default: from the settings). Errors of one
     workspace are reported and the others still swept; only a store outage while reading the
     watermark ends a workspace's sweep early."""
-    from shared.learning.outcomes import check_outcomes
+    from shared.learning.outcomes import RunsSeen, check_outcomes
     from shared.app.runtime import workspaces
     from shared.triage import act_due, retry_notifications
 
@@ -372,10 +378,11 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
         except TriageError:
             workspace_ids = {}
     report = SweepReport()
+    seen = {host: RunsSeen() for host in clients_by_workspace}   # what the outcome checks can reuse
     for host, client in clients_by_workspace.items():
         try:
             ws_report = _sweep_workspace(settings, host, workspace_ids.get(host, ""), client, store, enqueue, now,
-                                         include_unnamed=host == next(iter(clients_by_workspace)))
+                                         include_unnamed=host == next(iter(clients_by_workspace)), seen=seen[host])
         except StoreError as exc:
             ws_report = WorkspaceReport(workspace=host, error=f"store: {_describe(exc)}")
         report.workspaces.append(ws_report)
@@ -390,7 +397,7 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
         report.emails_resent += _call_after(report, f"email resends ({host})", lambda: retry_notifications(
             settings, client=client, store=view, notifier=notifier, now=now if now_ms is not None else None))
         report.outcomes += _call_after(report, f"outcomes ({host})", lambda: check_outcomes(
-            settings, client=client, store=view, now_ms=now))
+            settings, client=client, store=view, now_ms=now, seen=seen[host]))
     log.info("sweep: %s", report.summary())
     return report
 

@@ -6,11 +6,17 @@ import pytest
 
 from shared.config import Settings
 from shared.databricks import DatabricksClient, PatCredential, RetryPolicy
-from shared.learning.outcomes import SHADOW_RECHECK_S, SHADOW_WINDOW_S, agreement, check_outcomes, hopeless_key
+from shared.learning.outcomes import (SHADOW_RECHECK_S, SHADOW_WINDOW_S, agreement, check_outcomes,
+                                      failure_times, hopeless_key)
 from shared.store import DecisionRecord, Store
 from tests.plugins.learning import JOB_ID, decision, failed_run, now_ms
 
 SETTINGS = Settings(hopeless_after=3)
+
+
+def FIRST_CHECK() -> int:   # noqa: N802 - reads like the constant it stands for
+    """The first check time of a shadow decision made now."""
+    return now_ms() + SHADOW_RECHECK_S * 1000 + 1000
 
 
 @pytest.fixture
@@ -81,14 +87,16 @@ def test_check_outcomes_repair_running_then_succeeded(learning_store, fake_datab
     assert check_outcomes(SETTINGS, client=client, store=learning_store) == []   # nothing new: no write
 
     fake_databricks.finish_run(1001, "SUCCESS")
-    done = check_outcomes(SETTINGS, client=client, store=learning_store)
+    assert check_outcomes(SETTINGS, client=client, store=learning_store) == []   # not due: the back-off
+    done = check_outcomes(SETTINGS, client=client, store=learning_store, now_ms=now_ms() + SHADOW_RECHECK_S * 1000)
     assert len(done) == 1
     out = learning_store.get("1001-0", job_id=str(JOB_ID)).outcome
     assert out["result"] == "succeeded" and out["final"] is True
     assert out["attempt"] == {"kind": "repair", "repair_id": repair_id}
     assert 30 <= out["recovered_after_s"] <= 600     # the failure ended a minute before the test
     assert _hopeless(learning_store) == 0            # a retry that worked resets the counter
-    assert check_outcomes(SETTINGS, client=client, store=learning_store) == []   # final: not checked again
+    assert check_outcomes(SETTINGS, client=client, store=learning_store,
+                          now_ms=now_ms() + SHADOW_WINDOW_S * 1000) == []   # final: not checked again
 
 
 def test_check_outcomes_repair_failed_again_counts_once(learning_store, fake_databricks, client):
@@ -159,7 +167,8 @@ def test_check_outcomes_shadow_human_repair_succeeded(learning_store, fake_datab
     client.repair_run({"run_id": 2001, "rerun_all_failed_tasks": True})       # a person, from the UI
     fake_databricks.finish_run(2001, "SUCCESS")
 
-    [record] = check_outcomes(SETTINGS, client=client, store=learning_store)
+    assert check_outcomes(SETTINGS, client=client, store=learning_store) == []   # not due yet
+    [record] = check_outcomes(SETTINGS, client=client, store=learning_store, now_ms=FIRST_CHECK())
     out = record.outcome
     assert (out["human_action"], out["human_result"]) == ("repair", "succeeded")
     assert out["agreed"] is True and out["final"] is True
@@ -174,7 +183,7 @@ def test_check_outcomes_shadow_email_but_rerun_worked_disagrees(learning_store, 
     client.repair_run({"run_id": 2002, "rerun_all_failed_tasks": True})
     fake_databricks.finish_run(2002, "SUCCESS")
 
-    [record] = check_outcomes(SETTINGS, client=client, store=learning_store)
+    [record] = check_outcomes(SETTINGS, client=client, store=learning_store, now_ms=FIRST_CHECK())
     assert (record.outcome["human_action"], record.outcome["agreed"]) == ("repair", False)
 
 
@@ -184,12 +193,12 @@ def test_check_outcomes_shadow_human_new_run(learning_store, fake_databricks, cl
                                     action="ESCALATE"))
     new_run = int(client.run_now({"job_id": JOB_ID})["run_id"])     # "Run now" in the UI
 
-    [pending] = check_outcomes(SETTINGS, client=client, store=learning_store)
+    [pending] = check_outcomes(SETTINGS, client=client, store=learning_store, now_ms=FIRST_CHECK())
     assert (pending.outcome["human_action"], pending.outcome["human_result"]) == ("new_run", "running")
     assert pending.outcome["final"] is False and pending.outcome["agreed"] is None
 
     fake_databricks.finish_run(new_run, "FAILED")
-    later = now_ms() + SHADOW_RECHECK_S * 1000
+    later = now_ms() + 3600 * 1000    # the next check time
     [record] = check_outcomes(SETTINGS, client=client, store=learning_store, now_ms=later)
     out = record.outcome
     assert (out["human_action"], out["human_run_id"], out["human_result"]) == ("new_run", new_run, "failed")
@@ -197,22 +206,33 @@ def test_check_outcomes_shadow_human_new_run(learning_store, fake_databricks, cl
 
 
 def test_check_outcomes_shadow_scheduled_run_is_not_a_person(learning_store, fake_databricks, client):
-    fake_databricks.load(failed_run(2004))
+    doc = failed_run(2004)
+    fake_databricks.load(doc)
     scheduled = failed_run(2005, end_time=now_ms() + 1000, trigger="PERIODIC")
     scheduled["run"]["start_time"] = now_ms()
     fake_databricks.load(scheduled)
     created = now_ms()
-    _claim(learning_store, decision("2004-0", run_id=2004, mode="shadow", status="decided", category="CODE",
-                                    action="SEND_EMAIL", created_at=created))
+    record = decision("2004-0", run_id=2004, mode="shadow", status="decided", category="CODE",
+                      action="SEND_EMAIL", created_at=created)
+    record.decision["run_times"] = failure_times(doc["run"])    # as the pipeline records it
+    _claim(learning_store, record)
 
-    [young] = check_outcomes(SETTINGS, client=client, store=learning_store, now_ms=created + 1000)
+    fake_databricks.clear_requests()
+    assert check_outcomes(SETTINGS, client=client, store=learning_store, now_ms=created + 1000) == []
+    assert fake_databricks.requests == []       # before the first check time: not looked at
+    first = created + SHADOW_RECHECK_S * 1000
+    [young] = check_outcomes(SETTINGS, client=client, store=learning_store, now_ms=first)
     assert young.outcome["human_action"] == "none" and young.outcome["final"] is False
     assert young.outcome["agreed"] is None      # no evidence yet: someone may still rerun it
+    assert [r.path.rsplit("/", 1)[-1] for r in fake_databricks.requests] == ["list"]   # no runs/get
 
-    # within the recheck interval: not looked at again
+    # between check times: not looked at again; at the next one, nothing changed: no write
     fake_databricks.clear_requests()
-    assert check_outcomes(SETTINGS, client=client, store=learning_store, now_ms=created + 2000) == []
+    assert check_outcomes(SETTINGS, client=client, store=learning_store, now_ms=first + 5 * 60_000) == []
     assert fake_databricks.requests == []
+    assert check_outcomes(SETTINGS, client=client, store=learning_store, now_ms=created + 3600_000 + 1) == []
+    assert len(fake_databricks.requests) == 1
+    assert learning_store.get("2004-0", str(JOB_ID)).outcome["checked_at"] == first
 
     [old] = check_outcomes(SETTINGS, client=client, store=learning_store,
                            now_ms=created + SHADOW_WINDOW_S * 1000 + 1000)
