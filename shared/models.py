@@ -89,6 +89,7 @@ class EvidenceKind(str, Enum):
     ERROR_CLASS = "error_class"            # [ERROR_CLASS] in the text
     SQLSTATE = "sqlstate"                  # SQLSTATE: 42P01
     EXCEPTION = "exception"                # exception type along the cause chain
+    VETO = "veto"                          # a fixed condition in the cause chain: vetoes a transient reading
     PHRASE = "phrase"                      # a phrase in the error text or state message
 
     @property
@@ -97,11 +98,12 @@ class EvidenceKind(str, Enum):
 
 
 _STRENGTH = {
-    EvidenceKind.RESULT_STATE: 7,
-    EvidenceKind.TERMINATION_CODE: 6,
-    EvidenceKind.ERROR_CLASS: 5,
-    EvidenceKind.SQLSTATE: 4,
-    EvidenceKind.EXCEPTION: 3,
+    EvidenceKind.RESULT_STATE: 8,
+    EvidenceKind.TERMINATION_CODE: 7,
+    EvidenceKind.ERROR_CLASS: 6,
+    EvidenceKind.SQLSTATE: 5,
+    EvidenceKind.EXCEPTION: 4,
+    EvidenceKind.VETO: 3,
     EvidenceKind.PHRASE: 2,
     EvidenceKind.TERMINATION_TYPE: 1,
 }
@@ -128,10 +130,11 @@ class Evidence:
             EvidenceKind.ERROR_CLASS: "error class",
             EvidenceKind.SQLSTATE: "SQLSTATE",
             EvidenceKind.EXCEPTION: "exception",
+            EvidenceKind.VETO: "fixed condition",
             EvidenceKind.PHRASE: "text",
         }[self.kind]
         m = self.matched if len(self.matched) <= 80 else self.matched[:77] + "..."
-        return f"{label} {m}" if self.kind is not EvidenceKind.PHRASE else f"{label} '{m}'"
+        return f"{label} {m}" if self.kind not in (EvidenceKind.PHRASE, EvidenceKind.VETO) else f"{label} '{m}'"
 
 
 @dataclass(frozen=True)

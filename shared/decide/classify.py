@@ -85,10 +85,11 @@ def match_text(text: str, task_key: str | None = None) -> tuple[list[Evidence], 
                     recognised.add(v)
                     if not fallback:
                         break
-    for rule in rules_of_kind(EvidenceKind.PHRASE):
-        m = rule.search(rc.text)
-        if m:
-            out.append(_ev(rule, " ".join(m.group(0).split()), task_key))
+    for kind in (EvidenceKind.VETO, EvidenceKind.PHRASE):
+        for rule in rules_of_kind(kind):
+            m = rule.search(rc.text)
+            if m:
+                out.append(_ev(rule, " ".join(m.group(0).split())[:200], task_key))
     return out, rc.excerpt
 
 
@@ -103,13 +104,16 @@ def _verdict(task_key: str | None, run_id: int | None, evidence: list[Evidence],
     ranked = sorted(evidence, key=_rank, reverse=True)
     # A deterministic failure outweighs a transient one inside a task too: strong evidence that
     # a person must act (a missing permission behind a cluster that would not start) wins over
-    # the transient symptom it caused.
+    # the transient symptom it caused. A fixed condition in the cause chain (a VETO row: refused
+    # credentials, TLS settings, a version that does not fit...) does so whatever its confidence.
     if ranked[0].category in TRANSIENT:
-        firm = [e for e in ranked if e.category in DETERMINISTIC and e.confidence >= _FIRM]
+        firm = [e for e in ranked if e.kind is EvidenceKind.VETO] or \
+            [e for e in ranked if e.category in DETERMINISTIC and e.confidence >= _FIRM]
         if firm:
             ranked.remove(firm[0])
             ranked.insert(0, firm[0])
     top = ranked[0]
+    vetoed = top.kind is EvidenceKind.VETO   # the transient symptoms are explained, not rivals
     confidence = top.confidence
     same = {e.rule_id for e in ranked[1:] if e.category is top.category}
     if same:  # independent corroboration
@@ -119,7 +123,7 @@ def _verdict(task_key: str | None, run_id: int | None, evidence: list[Evidence],
     rivals = [e for e in ranked[1:] if e.category is not top.category
               and (e.category in DETERMINISTIC) != top_det
               and e.category in (DETERMINISTIC | TRANSIENT) and top.confidence - e.confidence < 0.08]
-    if rivals and top.category in (DETERMINISTIC | TRANSIENT):
+    if rivals and top.category in (DETERMINISTIC | TRANSIENT) and not vetoed:
         confidence = max(0.05, confidence - 0.15)
     return TaskVerdict(task_key, run_id, top.category, round(confidence, 3), tuple(ranked), excerpt, upstream_only)
 
