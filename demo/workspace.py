@@ -17,7 +17,16 @@ validation the real API applies to them, so the production client is tested end 
   (``finish_run()`` ends it).
 - ``POST runs/submit``: every task has compute, none a ``job_cluster_key``, ``depends_on`` stays
   inside the submission, ``idempotency_token`` <= 64 chars and the same token answers the same run.
+  ``run_as`` is exactly one of user_name / service_principal_name, and the caller may act as it
+  (``may_run_as``; 403 PERMISSION_DENIED otherwise, as for a missing servicePrincipal.user role);
+  ``access_control_list`` entries name one principal and a run permission level.
 - ``POST run-now``: job exists; idempotency tokens as for submit.
+- ``POST jobs/update``: ``job_id``, ``new_settings`` (top-level fields replaced; ``tasks``,
+  ``job_clusters``, ``environments`` and ``parameters`` merged by key, an entry replaced whole),
+  ``fields_to_remove``. ``POST jobs/reset``: ``new_settings`` replaces every setting. Each write is
+  kept in ``job_history``; every repair in ``repairs`` with the job's clusters at that moment (a
+  repair runs with the job's current settings). ``edit_job()`` is someone else's edit,
+  ``start_tasks()`` starts the pending tasks of a repair.
 
 Every request is recorded (method, path, query, body, headers without Authorization, and whether
 auth was ``valid``/``invalid``/``missing``). Faults are injected per path on demand: an HTTP
@@ -87,6 +96,13 @@ RUN_NOW_FIELDS = {
     "jar_params", "spark_submit_params", "python_named_params", "sql_params", "dbt_commands",
     "pipeline_params", "queue", "performance_target",
 }
+UPDATE_FIELDS = {"job_id", "new_settings", "fields_to_remove"}
+RESET_FIELDS = {"job_id", "new_settings"}
+# jobs/update merges these arrays by their key (entries replaced whole); other fields are replaced.
+_MERGED_ARRAYS = {"tasks": "task_key", "job_clusters": "job_cluster_key", "environments": "environment_key",
+                  "parameters": "name"}
+_PRINCIPALS = ("user_name", "group_name", "service_principal_name")
+_RUN_PERMISSIONS = {"CAN_VIEW", "CAN_MANAGE_RUN", "CAN_MANAGE", "IS_OWNER"}
 # Task types that need a cluster even where serverless compute is enabled.
 _NEEDS_CLUSTER = {"spark_jar_task", "spark_submit_task"}
 # Task types that never run on a cluster of their own.
@@ -221,12 +237,18 @@ class FakeDatabricks:
     """The fake workspace. ``start()``/``stop()`` (or ``with``); ``url`` and ``token`` to connect."""
 
     def __init__(self, *, token: str | None = None, page_size: int = 100, host: str = "127.0.0.1",
-                 port: int = 0, serverless_enabled: bool = True) -> None:
+                 port: int = 0, serverless_enabled: bool = True, caller: str = "triage-app",
+                 may_run_as: Iterable[str] | None = None) -> None:
         if page_size < 1:
             raise ValueError("page_size must be >= 1")
         self.token = token or make_token()
         self.page_size = page_size
         self.serverless_enabled = serverless_enabled
+        # Who the token belongs to, and whom it may run as (runs/submit run_as): the caller itself
+        # always; others only when listed (the servicePrincipal.user role on a service principal,
+        # or admin rights for a user). None: anyone (a workspace admin's token).
+        self.caller = caller
+        self.may_run_as = None if may_run_as is None else set(may_run_as)
         self._host = host
         self._port = port
         self._lock = threading.RLock()
@@ -238,6 +260,8 @@ class FakeDatabricks:
         self._requests: list[RecordedRequest] = []
         self._idempotency: dict[str, int] = {}
         self.submitted: dict[int, dict[str, Any]] = {}   # run id -> the runs/submit body
+        self.repairs: list[dict[str, Any]] = []          # every accepted repair, with the job's clusters then
+        self.job_history: dict[int, list[dict[str, Any]]] = defaultdict(list)  # job id -> settings after each write
         self._next_id = 900_000_000_000_001
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -393,6 +417,8 @@ class FakeDatabricks:
             ("POST", API + "runs/repair"): self._runs_repair,
             ("POST", API + "runs/submit"): self._runs_submit,
             ("POST", API + "run-now"): self._run_now,
+            ("POST", API + "update"): self._jobs_update,
+            ("POST", API + "reset"): self._jobs_reset,
         }
         fn = routes.get((method, path))
         if fn is None:
@@ -533,6 +559,9 @@ class FakeDatabricks:
                            f"{repairs[-1]['id']} of run {run['run_id']}.")
         elif latest is not None:
             raise _bad(f"Run {run['run_id']} has no repair with ID {latest}.")
+        jp = body.get("job_parameters")
+        if jp is not None and not (isinstance(jp, dict) and all(isinstance(v, str) for v in jp.values())):
+            raise _bad("job_parameters must be an object of parameter names to string values")
         pt = body.get("performance_target")
         if pt is not None and pt not in ("PERFORMANCE_OPTIMIZED", "STANDARD"):
             raise _bad(f"Invalid performance_target: {pt}")
@@ -563,7 +592,142 @@ class FakeDatabricks:
         for t in chosen:
             t["state"] = {"life_cycle_state": "PENDING", "state_message": ""}
             t["status"] = {"state": "PENDING"}
+        job = self._jobs.get(int(run.get("job_id") or 0)) or {}
+        settings = job.get("settings") or {}
+        self.repairs.append({"run_id": run["run_id"], "repair_id": repair_id, "body": copy.deepcopy(body),
+                             "rerun": [t.get("task_key") for t in chosen],
+                             # a repair runs with the job's current settings: the clusters it launches with
+                             "job_clusters": copy.deepcopy(settings.get("job_clusters") or []),
+                             "tasks": copy.deepcopy(settings.get("tasks") or [])})
         return {"repair_id": repair_id}
+
+    def _check_run_as(self, run_as: Any) -> str | None:
+        """runs/submit ``run_as``: exactly one of user_name / service_principal_name, and the caller
+        must be allowed to act as it (servicePrincipal.user on a service principal; a non-admin
+        may name only itself as a user)."""
+        if run_as is None:
+            return None
+        if not isinstance(run_as, dict):
+            raise _bad("run_as must be an object")
+        unknown = sorted(set(run_as) - {"user_name", "service_principal_name"})
+        if unknown:
+            raise _bad(f"run_as: unknown field(s): {', '.join(unknown)}")
+        given = [(k, v) for k, v in run_as.items() if v]
+        if len(given) != 1 or not isinstance(given[0][1], str):
+            raise _bad("run_as: exactly one of user_name or service_principal_name must be given")
+        kind, who = given[0]
+        if who != self.caller and self.may_run_as is not None and who not in self.may_run_as:
+            what = ("the servicePrincipal.user role on service principal" if kind == "service_principal_name"
+                    else "admin rights to run as user")
+            raise _ApiError(403, "PERMISSION_DENIED", f"{self.caller} cannot set run_as to {who}: "
+                                                      f"it needs {what} {who}.")
+        return who
+
+    @staticmethod
+    def _check_acl(acl: Any) -> None:
+        if acl is None:
+            return
+        if not isinstance(acl, list):
+            raise _bad("access_control_list must be a list")
+        for i, entry in enumerate(acl):
+            if not isinstance(entry, dict):
+                raise _bad(f"access_control_list[{i}] must be an object")
+            unknown = sorted(set(entry) - set(_PRINCIPALS) - {"permission_level"})
+            if unknown:
+                raise _bad(f"access_control_list[{i}]: unknown field(s): {', '.join(unknown)}")
+            if len([p for p in _PRINCIPALS if entry.get(p)]) != 1:
+                raise _bad(f"access_control_list[{i}]: exactly one of user_name, group_name or "
+                           "service_principal_name is required")
+            if entry.get("permission_level") not in _RUN_PERMISSIONS:
+                raise _bad(f"access_control_list[{i}]: invalid permission_level {entry.get('permission_level')!r}")
+
+    def _job_or_400(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        if body.get("job_id") is None:
+            raise _bad("Missing required field: job_id")
+        job = self._jobs.get(int(body["job_id"]))
+        if job is None:
+            raise _bad(f"Job {body['job_id']} does not exist.")
+        return job
+
+    def _check_settings(self, settings: Any) -> dict[str, Any]:
+        if not isinstance(settings, dict):
+            raise _bad("new_settings must be an object")
+        for field, key in _MERGED_ARRAYS.items():
+            if field in settings:
+                if not isinstance(settings[field], list):
+                    raise _bad(f"new_settings.{field} must be a list")
+                for entry in settings[field]:
+                    if not isinstance(entry, dict) or not entry.get(key):
+                        raise _bad(f"new_settings.{field}: every entry needs its {key}")
+        for jc in settings.get("job_clusters") or []:
+            self._check_cluster(f"job cluster {jc['job_cluster_key']}", jc.get("new_cluster"))
+        for t in settings.get("tasks") or []:
+            if t.get("new_cluster") is not None:
+                self._check_cluster(t["task_key"], t["new_cluster"])
+        return settings
+
+    def _jobs_update(self, body: Any) -> dict[str, Any]:
+        """jobs/update: top-level fields of ``new_settings`` replace the job's; the arrays tasks,
+        job_clusters, environments and parameters are merged by key (an entry replaced whole);
+        ``fields_to_remove`` drops top-level fields or ``tasks/<key>`` / ``job_clusters/<key>``."""
+        body = self._check_fields(body, UPDATE_FIELDS, "jobs/update")
+        job = self._job_or_400(body)
+        new = self._check_settings(body.get("new_settings") or {})
+        remove = body.get("fields_to_remove") or []
+        if not isinstance(remove, list) or not all(isinstance(f, str) and f for f in remove):
+            raise _bad("fields_to_remove must be a list of field names")
+        settings = copy.deepcopy(job.get("settings") or {})
+        for field, value in new.items():
+            key = _MERGED_ARRAYS.get(field)
+            if key is None:
+                settings[field] = copy.deepcopy(value)
+                continue
+            merged = list(settings.get(field) or [])
+            for entry in value:
+                at = next((i for i, e in enumerate(merged) if e.get(key) == entry[key]), None)
+                if at is None:
+                    merged.append(copy.deepcopy(entry))
+                else:
+                    merged[at] = copy.deepcopy(entry)
+            settings[field] = merged
+        for name in remove:
+            field, _, item = name.partition("/")
+            if item:
+                if field not in ("tasks", "job_clusters"):
+                    raise _bad(f"fields_to_remove: nested field {name} cannot be removed")
+                key = _MERGED_ARRAYS[field]
+                settings[field] = [e for e in settings.get(field) or [] if e.get(key) != item]
+            else:
+                settings.pop(field, None)
+        job["settings"] = settings
+        self.job_history[int(job["job_id"])].append(copy.deepcopy(settings))
+        return {}
+
+    def _jobs_reset(self, body: Any) -> dict[str, Any]:
+        """jobs/reset: ``new_settings`` replaces every setting of the job."""
+        body = self._check_fields(body, RESET_FIELDS, "jobs/reset")
+        job = self._job_or_400(body)
+        job["settings"] = copy.deepcopy(self._check_settings(body.get("new_settings")))
+        self.job_history[int(job["job_id"])].append(copy.deepcopy(job["settings"]))
+        return {}
+
+    def edit_job(self, job_id: int, new_settings: Mapping[str, Any]) -> None:
+        """Someone else edits the job (a jobs/update not made by the client under test)."""
+        with self._lock:
+            self._jobs_update({"job_id": int(job_id), "new_settings": copy.deepcopy(dict(new_settings))})
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        """The job as jobs/get would answer it now (a copy)."""
+        with self._lock:
+            return copy.deepcopy(self._jobs[int(job_id)])
+
+    def start_tasks(self, run_id: int) -> None:
+        """The pending tasks of a run (e.g. a repair's) get their clusters and start running."""
+        with self._lock:
+            for t in self._runs[int(run_id)].get("tasks") or []:
+                if _life_cycle(t) in ("PENDING", "QUEUED", "BLOCKED"):
+                    t["state"] = {"life_cycle_state": "RUNNING", "state_message": ""}
+                    t["status"] = {"state": "RUNNING"}
 
     def _check_idempotency(self, body: Mapping[str, Any]) -> int | None:
         token = body.get("idempotency_token")
@@ -575,6 +739,8 @@ class FakeDatabricks:
 
     def _runs_submit(self, body: Any) -> dict[str, Any]:
         body = self._check_fields(body, SUBMIT_FIELDS, "runs/submit")
+        run_as = self._check_run_as(body.get("run_as"))
+        self._check_acl(body.get("access_control_list"))
         existing = self._check_idempotency(body)
         if existing is not None:
             return {"run_id": existing}
@@ -626,7 +792,7 @@ class FakeDatabricks:
             run_tasks.append(rt)
         self._runs[run_id] = {
             "run_id": run_id, "run_name": body.get("run_name") or "Untitled", "run_type": "SUBMIT_RUN",
-            "start_time": now, "state": {"life_cycle_state": "PENDING", "state_message": ""},
+            "start_time": now, "creator_user_name": self.caller, "run_as_user_name": run_as or self.caller, "state": {"life_cycle_state": "PENDING", "state_message": ""},
             "status": {"state": "PENDING"}, "tasks": run_tasks,
         }
         self.submitted[run_id] = copy.deepcopy(body)
@@ -781,14 +947,17 @@ def make_snapshot(*, run_id: int = 1001, job_id: int | None = 77, job_name: str 
                   repair_ids: Iterable[int] = (), legacy: bool = False, with_job: bool = True,
                   start_time: int = 1_760_000_000_000, result_state: str = "FAILED",
                   error: str = "java.lang.OutOfMemoryError: Java heap space",
-                  job_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                  job_settings: Mapping[str, Any] | None = None, run_as: Mapping[str, str] | None = None,
+                  job_parameters: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A small, valid snapshot document for tests.
 
     ``tasks``: dicts with ``task_key``, optional ``result`` (default SUCCESS), ``depends_on``
     (keys), and compute (``job_cluster_key`` default "main", or ``new_cluster``,
     ``existing_cluster_id``, ``environment_key``, or ``serverless: True`` for none); each failed
     task that did not fail upstream gets an output with ``error``. Task run ids are
-    ``run_id * 100 + i + 1``. ``legacy``: a single-task run without a tasks array."""
+    ``run_id * 100 + i + 1``. ``legacy``: a single-task run without a tasks array. ``run_as``:
+    the job's ``settings.run_as`` (else the job runs as its creator, owner@example.com).
+    ``job_parameters``: name -> the value the run used (the job's default is ``default-<name>``)."""
     def state(result: str) -> dict[str, Any]:
         return {"life_cycle_state": "TERMINATED", "result_state": result,
                 "state_message": "" if result == "SUCCESS" else "Workload failed, see run output for details",
@@ -799,6 +968,8 @@ def make_snapshot(*, run_id: int = 1001, job_id: int | None = 77, job_name: str 
                            "creator_user_name": "owner@example.com", "state": state(result_state)}
     if job_id is not None:
         run["job_id"] = job_id
+    if job_parameters:
+        run["job_parameters"] = [{"name": k, "default": f"default-{k}", "value": v} for k, v in job_parameters.items()]
     outputs: dict[str, Any] = {}
     default_cluster = {"spark_version": "15.4.x-scala2.12", "node_type_id": "Standard_DS3_v2", "num_workers": 2}
     if legacy:
@@ -815,7 +986,8 @@ def make_snapshot(*, run_id: int = 1001, job_id: int | None = 77, job_name: str 
             trid = run_id * 100 + i + 1
             result = spec.pop("result", "SUCCESS")
             t: dict[str, Any] = {"run_id": trid, "task_key": spec.pop("task_key"),
-                                 "notebook_task": spec.pop("notebook_task", {"notebook_path": f"/Workspace/etl/{i}"}),
+                                 **({} if any(k.endswith("_task") for k in spec) else
+                                    {"notebook_task": {"notebook_path": f"/Workspace/etl/{i}"}}),
                                  "state": state(result), "attempt_number": 0, "start_time": start_time}
             deps = spec.pop("depends_on", [])
             if deps:
@@ -840,8 +1012,17 @@ def make_snapshot(*, run_id: int = 1001, job_id: int | None = 77, job_name: str 
     doc: dict[str, Any] = {"snapshot_version": 1, "workspace_host": "https://adb-0000000000000000.0.azuredatabricks.net",
                            "run": run, "task_outputs": outputs, "history": {"prior_retries": 0}}
     if with_job and job_id is not None:
+        settings: dict[str, Any] = {"name": job_name, "tags": {"team": "data"}}
+        if run_as:
+            settings["run_as"] = dict(run_as)
+        if job_parameters:
+            settings["parameters"] = [{"name": k, "default": f"default-{k}"} for k in job_parameters]
+        if not legacy and job_clusters is None:
+            settings["job_clusters"] = copy.deepcopy(run["job_clusters"])
         doc["job"] = {"job_id": job_id, "creator_user_name": "owner@example.com",
-                      "settings": {"name": job_name, "tags": {"team": "data"}, **dict(job_settings or {})}}
+                      "run_as_user_name": (run_as or {}).get("user_name") or (run_as or {}).get(
+                          "service_principal_name") or "owner@example.com",
+                      "settings": {**settings, **dict(job_settings or {})}}
     return doc
 
 

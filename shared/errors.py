@@ -15,6 +15,7 @@
         │   ├── DatabricksAuthError      401/403: the token or identity was refused
         │   ├── DatabricksNotFound       404 / RESOURCE_DOES_NOT_EXIST
         │   ├── DatabricksConflict       a stale latest_repair_id or an invalid state for the call
+        │   ├── RunAsRefused             the workspace will not let the app run as the job's identity
         │   └── DatabricksUnavailable    429/5xx/connection errors outlived the retry deadline
         ├── LLMError                 the model could not give a usable answer
         └── NotifyError              an email could not be sent
@@ -40,6 +41,7 @@ __all__ = [
     "DatabricksAuthError",
     "DatabricksNotFound",
     "DatabricksConflict",
+    "RunAsRefused",
     "DatabricksUnavailable",
     "LLMError",
     "NotifyError",
@@ -133,6 +135,11 @@ class DatabricksNotFound(DatabricksError):
 
 class DatabricksConflict(DatabricksError):
     """The call conflicts with the run's state (e.g. a stale latest_repair_id)."""
+
+
+class RunAsRefused(DatabricksError):
+    """The workspace refused a rerun as the job's identity (the app may not act as it): the
+    rerun is not sent as anyone else; the owner gets the recommendation instead."""
 
 
 class DatabricksUnavailable(DatabricksError):

@@ -271,7 +271,7 @@ def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: A
          client: DatabricksClient, store: Store, notifier: Notifier) -> TriageResult:
     """decided -> acting (under etag, so one actor) -> acted | failed."""
     from shared.databricks.actions import execute
-    from shared.errors import TriageError
+    from shared.errors import RunAsRefused, TriageError
 
     record.status = "acting"
     upd = store.update(record)
@@ -291,6 +291,8 @@ def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: A
         else:
             record.action_result = {"status": "nothing to do"}
         record.status = "failed" if record.notification.get("status") == "failed" else "acted"
+    except RunAsRefused as exc:   # never run as the app: the owner gets the recommendation instead
+        _owner_instead(record, snapshot, decision, plan, exc, notifier)
     except TriageError as exc:
         record.status = "failed"
         record.action_result = {"error": _redact(f"{type(exc).__name__}: {exc}"),
@@ -301,6 +303,25 @@ def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: A
     record = upd.record if upd.ok else record
     return TriageResult(record, acted=record.status == "acted",
                         message=f"{final_action}: {record.status}")
+
+
+def _owner_instead(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: Any, exc: Exception,
+                   notifier: Notifier | None) -> None:
+    """The workspace refused the rerun as the job's identity: tell the owner what to change."""
+    from dataclasses import replace
+
+    from shared.models import Action
+
+    why = _redact(f"{plan.action.value} -> SEND_EMAIL: {exc}")
+    fix = "\n".join(x for x in (decision.suggested_fix, plan.recommendation) if x)
+    email = replace(decision, action=Action.SEND_EMAIL, notes=[*decision.notes, why], suggested_fix=fix)
+    result = notifier.notify(snapshot, email, record) if notifier is not None else {"status": "not configured"}
+    record.action = Action.SEND_EMAIL.value
+    record.reason = _redact(f"{record.reason}; {why}")
+    record.notification = _redact_obj(dict(result))
+    record.action_result = {"fallback": "SEND_EMAIL", "error": _redact(f"{type(exc).__name__}: {exc}"),
+                            "error_code": getattr(exc, "error_code", None)}
+    record.status = "failed" if record.notification.get("status") == "failed" else "acted"
 
 
 def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notifier: Notifier | None = None, now: int | None = None,

@@ -42,15 +42,20 @@ def test_triage_transient_failure_one_valid_repair(fake_databricks, client, stor
     assert store.retries(str(run_id)) == 1
 
 
-def test_triage_oom_on_job_cluster_submits_doubled_workers_with_idempotency_token(fake_databricks, client, store):
+def test_triage_driver_side_limit_submits_a_bigger_driver_not_more_workers(fake_databricks, client, store):
+    # dev-055: a broadcast exceeded spark.driver.maxResultSize -- the driver's limit, not the executors'
     run_id = _load(fake_databricks, "dev-055")
     result = triage_run(run_id, _settings(TRIAGE_MODE="act"), client=client, store=store, act_now=True)
     assert result.record.action == "RETRY_WITH_NEW_PARAMS" and result.record.status == "acted"
+    assert "driver" in result.record.reason
     [submit] = fake_databricks.requests_to("runs/submit")
     assert submit.body["idempotency_token"] == result.record.decision_key
     original = {c["job_cluster_key"]: c["new_cluster"] for c in corpus_doc("dev-055")["run"]["job_clusters"]}
-    workers = [t["new_cluster"]["num_workers"] for t in submit.body["tasks"]]
-    assert workers and all(w == 2 * next(iter(original.values()))["num_workers"] for w in workers)
+    before = next(iter(original.values()))
+    for t in submit.body["tasks"]:
+        assert t["new_cluster"]["num_workers"] == before["num_workers"]
+        assert t["new_cluster"]["spark_conf"]["spark.driver.maxResultSize"] == "8g"
+    assert submit.body["run_as"] == {"user_name": fake_databricks.job(result.record.job_id)["creator_user_name"]}
     assert not fake_databricks.requests_to("runs/repair")
 
 

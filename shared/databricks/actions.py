@@ -8,22 +8,20 @@ asked, the fallback and why. Nothing is sent: shadow mode records ``plan.to_dict
 
 | decision | request |
 |---|---|
-| RETRY | ``runs/repair`` with ``rerun_all_failed_tasks`` and ``latest_repair_id`` (when the run has repairs) |
-| RETRY_WITH_NEW_PARAMS, job/new clusters | ``runs/submit`` of the failed tasks and their dependents, each with a resized ``new_cluster``; ``idempotency_token`` = the decision key |
+| RETRY | ``runs/repair`` with ``rerun_all_failed_tasks``, ``latest_repair_id`` (when the run has repairs) and the run's job parameters and overrides sent again |
+| RETRY_WITH_NEW_PARAMS, job/new clusters | ``runs/submit`` of the failed tasks and their dependents, each with a resized ``new_cluster`` and the run's inputs (``shared.databricks.inputs``); ``run_as`` = the job's identity, ``access_control_list`` for the job's owners; ``idempotency_token`` = the decision key |
 | RETRY_WITH_NEW_PARAMS, serverless | ``runs/repair`` with ``performance_target: PERFORMANCE_OPTIMIZED`` |
 | RETRY_WITH_NEW_PARAMS, all-purpose cluster | none: SEND_EMAIL with the recommendation (a rerun cannot resize it) |
+| RETRY_WITH_NEW_PARAMS, identity unknown or inputs not reproducible | none: SEND_EMAIL with the recommendation and the exact change |
 | SEND_EMAIL / ESCALATE | none: the caller hands the decision to a ``Notifier`` |
 | IGNORE | none |
 
-Resizing obeys policy invariant 3, enforced in one place, ``bound_cluster_change()``: workers
-(or autoscale ``max_workers``) at most x2 per step and never above ``TRIAGE_MAX_WORKERS``; the
-node type only one step up ``TRIAGE_NODE_TYPE_LADDER`` (the driver follows when it was the same
-type); Spark conf keys only from ``TRIAGE_SPARK_CONF_ALLOWLIST``; every other field unchanged.
-
-``decision.params`` may suggest ``num_workers``, ``max_workers`` (autoscale) or
-``num_workers_factor``; ``node_type_id`` (alias ``node_type``) or ``node_type_step``; and
-``spark_conf`` (a mapping). Suggestions are clamped by the same bounds. Workers default to x2;
-the node type steps up the ladder only when asked (or when there are no suggestions at all).
+Resizing obeys policy invariant 3, enforced where the request is built (``shared.databricks.resize``:
+``resize_cluster`` / ``bound_cluster_change``) and turns the knob the decision names
+(``shared.decide.knob``: the driver, local disk or the executors). ``ActionPlan.changes`` is the
+change list in words, e.g. ``job cluster main: driver Standard_E8ds_v5 -> Standard_E16ds_v5``.
+A submit the workspace refuses because the app may not run as the job's identity raises
+``RunAsRefused``: the caller emails the owner instead and never resends without ``run_as``.
 """
 
 from __future__ import annotations
@@ -37,9 +35,11 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from shared.databricks.capture import lineage_of, lineage_run_name
 from shared.databricks.client import RUNS_REPAIR, RUNS_SUBMIT
-from shared.errors import DatabricksConflict, DatabricksError
+from shared.databricks.inputs import job_parameter_values, owners_acl, repair_parameters, run_as_of, task_inputs
+from shared.databricks.resize import bound_cluster_change, resize_cluster
+from shared.errors import DatabricksAuthError, DatabricksConflict, DatabricksError, RunAsRefused
 from shared.models import Action, Category, Decision
-from shared.snapshot import Snapshot, TaskRun, as_int
+from shared.snapshot import Snapshot, TaskRun
 
 if TYPE_CHECKING:  # pragma: no cover
     from shared.databricks.client import DatabricksClient
@@ -157,9 +157,12 @@ def plan_action(snapshot: Snapshot, decision: Decision, settings: Settings, *, n
 
 
 def _repair_body(snapshot: Snapshot, **extra: Any) -> dict[str, Any]:
+    """A repair of every failed task, with the failed run's inputs sent again (a repair does not
+    reuse the original run's job parameters or overrides unless they are sent)."""
     body: dict[str, Any] = {"run_id": snapshot.run_id, "rerun_all_failed_tasks": True}
     if snapshot.latest_repair_id is not None:
         body["latest_repair_id"] = snapshot.latest_repair_id
+    body.update(repair_parameters(snapshot.run))
     body.update(extra)
     return body
 
@@ -214,153 +217,6 @@ def _task_definition(raw: Mapping[str, Any]) -> dict[str, Any]:
         if k.endswith("_task") and isinstance(v, Mapping):
             out[k] = copy.deepcopy(dict(v))
     return out
-
-
-# --- resizing (policy invariant 3) --------------------------------------------------------------
-
-def _next_node(node: str | None, ladder: tuple[str, ...]) -> str | None:
-    if node and node in ladder:
-        i = ladder.index(node)
-        if i + 1 < len(ladder):
-            return ladder[i + 1]
-    return None
-
-
-def bound_cluster_change(old: Mapping[str, Any], proposed: Mapping[str, Any],
-                         settings: Settings) -> tuple[dict[str, Any], list[str], list[str]]:
-    """Apply the allowed part of ``proposed`` to ``old`` (a new_cluster spec).
-
-    Returns ``(cluster, changes, rejected)``: the bounded cluster, what changed, and what was
-    refused. Allowed: more workers (fixed size or autoscale ``max_workers``) up to
-    min(2 x current, ``settings.max_workers``), never fewer; ``node_type_id`` exactly one step up
-    ``settings.node_type_ladder`` (``driver_node_type_id`` follows only when it was equal);
-    ``spark_conf`` keys in ``settings.spark_conf_allowlist``. Anything else keeps its old value."""
-    out = copy.deepcopy(dict(old))
-    changes: list[str] = []
-    rejected: list[str] = []
-    ceiling = int(settings.max_workers)
-
-    def grow(label: str, current: int, wanted: Any) -> int:
-        want = as_int(wanted)
-        if want is None:
-            rejected.append(f"{label}: {wanted!r} is not a whole number")
-            return current
-        if want <= current:
-            if want < current:
-                rejected.append(f"{label}: {current} -> {want} would shrink the cluster")
-            return current
-        limit = min(2 * current, ceiling)
-        if limit <= current:
-            rejected.append(f"{label}: {current} is already at the limit "
-                            f"({'TRIAGE_MAX_WORKERS ' + str(ceiling) if ceiling <= current else 'x2 of 0'})")
-            return current
-        new = min(want, limit)
-        if new < want:
-            rejected.append(f"{label}: {want} capped to {new} (x2 per step, TRIAGE_MAX_WORKERS {ceiling})")
-        changes.append(f"{label} {current} -> {new}")
-        return new
-
-    if isinstance(old.get("autoscale"), Mapping):
-        cur = as_int(old["autoscale"].get("max_workers")) or 0
-        want = (proposed.get("autoscale") or {}).get("max_workers", cur) \
-            if isinstance(proposed.get("autoscale"), Mapping) else cur
-        new_max = grow("autoscale.max_workers", cur, want)
-        out["autoscale"] = {**dict(old["autoscale"]), "max_workers": new_max}
-        if isinstance(proposed.get("autoscale"), Mapping) and \
-                proposed["autoscale"].get("min_workers", old["autoscale"].get("min_workers")) != \
-                old["autoscale"].get("min_workers"):
-            rejected.append("autoscale.min_workers: not changed by triage")
-        if "num_workers" in proposed:
-            rejected.append("num_workers: the cluster autoscales; only autoscale.max_workers may change")
-    elif "num_workers" in old:
-        cur = as_int(old.get("num_workers")) or 0
-        out["num_workers"] = grow("num_workers", cur, proposed.get("num_workers", cur))
-    elif "num_workers" in proposed or "autoscale" in proposed:
-        rejected.append("workers: the cluster spec has no num_workers or autoscale to scale")
-
-    old_node, new_node = old.get("node_type_id"), proposed.get("node_type_id", old.get("node_type_id"))
-    if new_node != old_node:
-        step = _next_node(old_node, tuple(settings.node_type_ladder))
-        if old.get("instance_pool_id"):
-            rejected.append("node_type_id: the cluster takes its nodes from an instance pool")
-        elif step is None:
-            rejected.append(f"node_type_id: {old_node} has no next step in TRIAGE_NODE_TYPE_LADDER")
-        elif new_node != step:
-            rejected.append(f"node_type_id: {old_node} -> {new_node} is not one ladder step (next is {step})")
-        else:
-            out["node_type_id"] = step
-            changes.append(f"node_type_id {old_node} -> {step}")
-            if old.get("driver_node_type_id") == old_node:
-                out["driver_node_type_id"] = step
-                changes.append(f"driver_node_type_id {old_node} -> {step}")
-    if proposed.get("driver_node_type_id", old.get("driver_node_type_id")) not in (
-            old.get("driver_node_type_id"), out.get("driver_node_type_id")):
-        rejected.append("driver_node_type_id: changes only together with node_type_id")
-
-    allow = set(settings.spark_conf_allowlist)
-    old_conf = dict(old.get("spark_conf") or {})
-    new_conf = proposed.get("spark_conf", old_conf)
-    if not isinstance(new_conf, Mapping):
-        rejected.append("spark_conf: not a mapping")
-        new_conf = old_conf
-    merged = dict(old_conf)          # keys the proposal leaves out keep their value (no removals)
-    for key in sorted(new_conf):
-        before, after = old_conf.get(key), new_conf[key]
-        if after is None or (before is not None and str(after) == str(before)):
-            continue
-        if key not in allow:
-            rejected.append(f"spark_conf.{key}: not in TRIAGE_SPARK_CONF_ALLOWLIST")
-            continue
-        merged[key] = str(after)
-        changes.append(f"spark_conf.{key} {before!r} -> {str(after)!r}")
-    if merged != old_conf:
-        out["spark_conf"] = merged
-
-    known = {"num_workers", "autoscale", "node_type_id", "driver_node_type_id", "spark_conf"}
-    for key in sorted(set(proposed) - known):
-        if proposed[key] != old.get(key):
-            rejected.append(f"{key}: not a field triage may change")
-    return out, changes, rejected
-
-
-def _wanted_workers(current: int, params: Mapping[str, Any], *names: str) -> Any:
-    for name in names:
-        if params.get(name) is not None:
-            return params[name]
-    factor = params.get("num_workers_factor")
-    if factor is not None:
-        try:
-            return int(current * float(factor))
-        except (TypeError, ValueError):
-            return factor          # refused (and noted) by bound_cluster_change
-    return 2 * current
-
-
-def _propose(spec: Mapping[str, Any], params: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
-    """The resize the decision asks for, before bounds.
-
-    Workers: ``num_workers`` (or ``max_workers`` for autoscale), else ``num_workers_factor`` x
-    current, else x2. Node type: ``node_type_id``/``node_type`` when given; else one ladder step
-    when ``node_type_step`` >= 1 or when there are no suggestions at all; else unchanged.
-    ``spark_conf``: merged over the current conf."""
-    proposed: dict[str, Any] = {}
-    if isinstance(spec.get("autoscale"), Mapping):
-        cur = as_int(spec["autoscale"].get("max_workers")) or 0
-        proposed["autoscale"] = {**dict(spec["autoscale"]),
-                                 "max_workers": _wanted_workers(cur, params, "max_workers", "num_workers")}
-    elif "num_workers" in spec:
-        cur = as_int(spec.get("num_workers")) or 0
-        proposed["num_workers"] = _wanted_workers(cur, params, "num_workers")
-    node = params.get("node_type_id") or params.get("node_type")
-    if node is None:
-        step = as_int(params.get("node_type_step"))
-        if (step is not None and step >= 1) or not params:
-            node = _next_node(spec.get("node_type_id"), tuple(settings.node_type_ladder))
-    if node:
-        proposed["node_type_id"] = node
-    if isinstance(params.get("spark_conf"), Mapping):
-        proposed["spark_conf"] = {**dict(spec.get("spark_conf") or {}), **dict(params["spark_conf"])}
-    return proposed
 
 
 def _idempotency_token(key: str) -> str:
@@ -422,7 +278,7 @@ def _plan_resize(snapshot: Snapshot, decision: Decision, settings: Settings, *, 
     notes: list[str] = []
 
     def resize(spec: dict[str, Any], what: str) -> dict[str, Any]:
-        new, ch, rej = bound_cluster_change(spec, _propose(spec, params, settings), settings)
+        new, ch, rej = resize_cluster(spec, params, settings)
         changes.extend(f"{what}: {c}" for c in ch)
         notes.extend(f"{what}: {r}" for r in rej)
         return new
@@ -433,11 +289,17 @@ def _plan_resize(snapshot: Snapshot, decision: Decision, settings: Settings, *, 
         keep = _dependents(tasks, {t.task_key for t in roots if t.task_key})
         included = [t for t in tasks if t.task_key in keep]
     keys = {label[id(t)] for t in included}
+    job_params = job_parameter_values(snapshot.run)
+    problems: list[str] = []
     out_tasks: list[dict[str, Any]] = []
     env_keys: set[str] = set()
     for t in included:
         comp = computes[id(t)]
         definition = _task_definition(t.raw)
+        raw = t.raw if not legacy else {**snapshot.run, "task_key": "main"}
+        inputs, trouble = task_inputs(raw, snapshot.run, job_params, keys)
+        definition.update(inputs)
+        problems.extend(trouble)
         definition["task_key"] = t.task_key or "main"
         deps = [d for d in (definition.get("depends_on") or [])
                 if isinstance(d, Mapping) and d.get("task_key") in keys]
@@ -466,12 +328,25 @@ def _plan_resize(snapshot: Snapshot, decision: Decision, settings: Settings, *, 
                              "Rerun the failed task(s) and their dependents on a bigger cluster.")
         out_tasks.append(definition)
 
+    knob = str(params.get("knob") or "")
     if not changes:
+        why = "; ".join(notes[:4]) or "nothing the bounds allow would change the cluster"
         return _fallback(
-            base, now_ms, "no allowed resize is left: the cluster is at TRIAGE_MAX_WORKERS and its node type "
-                          "has no next step in TRIAGE_NODE_TYPE_LADDER",
-            "The failure needs more resources than triage may grant: raise the job cluster size or node type, "
-            "or reduce the data the task processes.", notes=tuple(notes))
+            base, now_ms, f"no allowed resize is left{' on the ' + knob + ' knob' if knob else ''}: {why}",
+            "The failure needs more resources than triage may grant: raise the job cluster size or node type "
+            "(TRIAGE_NODE_TYPE_LADDER, TRIAGE_MAX_WORKERS), or reduce the data the task processes.",
+            notes=tuple(notes))
+    what = _change_words(changes)
+    if problems:
+        return _fallback(
+            base, now_ms, "the failed run's inputs cannot be reproduced faithfully: " + "; ".join(problems[:5]),
+            f"Repair the run after making this change to the job: {what}.", changes=tuple(changes), notes=tuple(notes))
+    run_as = run_as_of(snapshot)
+    if run_as is None:
+        return _fallback(
+            base, now_ms, "the job's identity is unknown (no job settings.run_as, run_as_user_name or creator): "
+                          "a rerun would run as the triage app",
+            f"Repair the run after making this change to the job: {what}.", changes=tuple(changes), notes=tuple(notes))
 
     job_settings = (snapshot.job or {}).get("settings") or {}
     lineage = lineage_of(snapshot.run)
@@ -480,6 +355,8 @@ def _plan_resize(snapshot: Snapshot, decision: Decision, settings: Settings, *, 
         "run_name": lineage_run_name(name, lineage),
         "idempotency_token": _idempotency_token(snapshot.decision_key),
         "tasks": out_tasks,
+        "run_as": dict(run_as),
+        "access_control_list": owners_acl(snapshot, run_as),
     }
     git_source = snapshot.run.get("git_source") or job_settings.get("git_source")
     if git_source:
@@ -493,8 +370,15 @@ def _plan_resize(snapshot: Snapshot, decision: Decision, settings: Settings, *, 
         body["environments"] = envs
     if job_settings.get("timeout_seconds"):
         body["timeout_seconds"] = job_settings["timeout_seconds"]
+    notes.append(f"runs as the job's {run_as.kind} {run_as.principal} ({run_as.source})")
     return ActionPlan(action=Action.RETRY_WITH_NEW_PARAMS, kind="submit", requests=(_req(RUNS_SUBMIT, body),),
-                      not_before=now_ms + wait_ms, changes=tuple(changes), notes=tuple(notes), **base)
+                      not_before=now_ms + wait_ms, changes=tuple(changes), notes=tuple(notes),
+                      recommendation=f"If the rerun cannot be sent, make this change to the job and repair the "
+                                     f"run: {what}.", **base)
+
+
+def _change_words(changes: list[str] | tuple[str, ...]) -> str:
+    return "; ".join(changes)
 
 
 def effective_decision(decision: Decision, plan: ActionPlan) -> Decision:
@@ -530,7 +414,7 @@ def execute(plan: ActionPlan, client: DatabricksClient) -> dict[str, Any]:
         if endpoint == RUNS_REPAIR:
             result.update(_send_repair(client, body))
         elif endpoint == RUNS_SUBMIT:
-            answer = client.submit_run(body)
+            answer = _send_submit(client, body)
             if answer.get("run_id") is None:
                 raise DatabricksError("runs/submit answered without a run_id", method=endpoint[0],
                                       url=client.host + endpoint[1])
@@ -538,6 +422,23 @@ def execute(plan: ActionPlan, client: DatabricksClient) -> dict[str, Any]:
         else:
             raise ValueError(f"execute() does not send {endpoint[0]} {endpoint[1]}")
     return result
+
+
+def _send_submit(client: DatabricksClient, body: Mapping[str, Any]) -> dict[str, Any]:
+    """runs/submit; a refusal of the job's identity becomes ``RunAsRefused`` (never resent
+    without ``run_as``: the rerun runs as the job or not at all)."""
+    try:
+        return client.submit_run(body)
+    except DatabricksError as exc:
+        run_as = body.get("run_as") or {}
+        refused = isinstance(exc, DatabricksAuthError) or (
+            type(exc) is DatabricksError and exc.status == 400 and any(
+                w in (exc.message or "").lower() for w in ("run_as", "run as", "service principal", "serviceprincipal")))
+        if not run_as or not refused:
+            raise
+        who = run_as.get("service_principal_name") or run_as.get("user_name")
+        raise RunAsRefused(f"the workspace refused to run as the job's identity {who}: {exc.message}",
+                           status=exc.status, error_code=exc.error_code, method=exc.method, url=exc.url) from exc
 
 
 def _send_repair(client: DatabricksClient, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from shared.models import (
     Classification,
     Decision,
 )
+from shared.decide.knob import knob_params, where_it_hit
 from shared.snapshot import Snapshot
 
 __all__ = [
@@ -110,12 +111,9 @@ def max_retries_for(snapshot: Snapshot, settings: Settings) -> tuple[int, str]:
 
 
 def suggested_params(classification: Classification) -> dict[str, Any]:
-    """Bounded resize suggestions for RESOURCE failures (applied and capped in shared.databricks.actions)."""
-    text = " ".join(e.matched.lower() for e in classification.evidence)
-    params: dict[str, Any] = {"num_workers_factor": 2}
-    if any(k in text for k in ("driver", "maxresultsize", "serialized results", "broadcast", "no space left")):
-        params["node_type_step"] = 1
-    return params
+    """Bounded resize suggestions for RESOURCE failures: the knob where the failure hit
+    (shared.decide.knob), applied and capped in shared.databricks.resize."""
+    return knob_params(where_it_hit(classification))
 
 
 def _reason(classification: Classification, action: Action, why: str) -> str:
@@ -135,6 +133,8 @@ def decide(snapshot: Snapshot, classification: Classification, settings: Setting
         Action.ESCALATE: "unknown failure, on-call should look",
         Action.IGNORE: "nothing to do",
     }[action]
+    if action is Action.RETRY_WITH_NEW_PARAMS:
+        why = f"resource exhaustion: {where_it_hit(classification).because()}"
     if cat is Category.DEPENDENCY and classification.retryable_hint:
         action, why = Action.RETRY, "the package source was unreachable, retry"
     params = suggested_params(classification) if action is Action.RETRY_WITH_NEW_PARAMS else {}

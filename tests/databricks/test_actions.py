@@ -129,7 +129,7 @@ def test_plan_action_resize_submits_failed_task_and_dependents():
         assert t["notebook_task"]["notebook_path"]
     assert body["idempotency_token"] == "3000-0"
     assert "run 3000" in body["run_name"] and lineage_of({"run_id": 1, "run_name": body["run_name"]}) == "3000"
-    assert plan.changes == ("job cluster main: num_workers 2 -> 4",)
+    assert plan.changes == ("job cluster main: workers 2 -> 4",)
     assert plan.not_before == NOW      # RESOURCE: no back-off
 
 
@@ -331,7 +331,9 @@ def test_bound_cluster_change_invariants(old_workers, autoscale, old_node, want_
     ladder = LADDER.split(",")
     if out.get("node_type_id") != old.get("node_type_id"):
         assert ladder.index(out["node_type_id"]) == ladder.index(old["node_type_id"]) + 1
-    assert out.get("driver_node_type_id") in (None, out.get("node_type_id"))
+    # the driver: unset, following the worker type, or exactly one ladder step up from its old type
+    driver = out.get("driver_node_type_id")
+    assert driver in (None, out.get("node_type_id")) or ladder.index(driver) == ladder.index(old["node_type_id"]) + 1
     changed = {k for k in set(out["spark_conf"]) | set(old["spark_conf"])
                if out["spark_conf"].get(k) != old["spark_conf"].get(k)}
     assert changed <= set(s.spark_conf_allowlist)

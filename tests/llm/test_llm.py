@@ -604,7 +604,9 @@ def _assert_safe(out: Decision, rules: Decision, settings: Settings, cluster=CLU
     assert 0.0 <= out.confidence <= 1.0
     if out.action is not Action.RETRY_WITH_NEW_PARAMS:
         assert out.params == {} or out.params == rules.params
-    allowed = {"num_workers", "node_type", "spark_conf", "num_workers_factor", "node_type_step"}
+    allowed = {"num_workers", "node_type", "spark_conf", "num_workers_factor", "node_type_step",
+               # the rules' knob (shared.decide.knob), bounded again where the request is built
+               "knob", "driver_node_type_step", "driver_max_result_size_factor"}
     assert set(out.params) <= allowed
     if "num_workers" in out.params:
         n = out.params["num_workers"]
