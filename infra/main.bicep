@@ -265,6 +265,7 @@ var triageSettings = {
   TRIAGE_FEEDBACK_LINK_TTL: '14d'
   TRIAGE_HOPELESS_AFTER: '3'
   TRIAGE_HOPELESS_WINDOW: '7d'
+  TRIAGE_MAX_TASK_OUTPUTS: '20'
 }
 
 module functionApp './modules/functionapp.bicep' = {

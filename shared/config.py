@@ -127,6 +127,7 @@ class Settings:
     feedback_link_ttl_s: int = 14 * 86400     # TRIAGE_FEEDBACK_LINK_TTL
     hopeless_after: int = 3                   # TRIAGE_HOPELESS_AFTER: failed auto-retries of a fingerprint
     hopeless_window_s: int = 7 * 86400        # TRIAGE_HOPELESS_WINDOW
+    max_task_outputs: int = 20                # TRIAGE_MAX_TASK_OUTPUTS: task outputs read per failed run
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -177,6 +178,7 @@ class Settings:
             feedback_link_ttl_s=_duration(e, "TRIAGE_FEEDBACK_LINK_TTL", "14d"),
             hopeless_after=_int(e, "TRIAGE_HOPELESS_AFTER", 3, 1, 100),
             hopeless_window_s=_duration(e, "TRIAGE_HOPELESS_WINDOW", "7d"),
+            max_task_outputs=_int(e, "TRIAGE_MAX_TASK_OUTPUTS", 20, 1, 1000),
             extra=e,
         )
         if e.get("TRIAGE_SPARK_CONF_ALLOWLIST"):

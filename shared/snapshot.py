@@ -334,15 +334,39 @@ def parse_snapshot(doc: Any, *, source: str = "<snapshot>") -> Snapshot:
     pr = history.get("prior_retries", 0)
     if as_int(pr) is None or as_int(pr) < 0:
         raise bad(f"'history.prior_retries' must be a whole number >= 0, found {pr!r}")
+    run, outputs, job, history = _read_tolerantly(run, outputs, job, history)
     return Snapshot(
         run=run,
-        task_outputs={str(k): v for k, v in outputs.items()},
+        task_outputs=outputs,
         job=job,
         history=history,
         workspace_host=str(doc.get("workspace_host") or ""),
         case_id=str(doc.get("case_id") or ""),
         source=source,
     )
+
+
+def _read_tolerantly(run: Mapping[str, Any], outputs: Mapping[str, Any], job: Mapping[str, Any] | None,
+                     history: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None,
+                                                          Mapping[str, Any]]:
+    """Below the document's own structure, every field goes through the typed reader of
+    Databricks answers (``shared.databricks.reader``): a field with the wrong shape (tags as a
+    string, ``depends_on`` as a boolean) is dropped and noted in ``history.read_notes``, so the
+    failure is still decided from what is valid."""
+    from shared.databricks.reader import read_job, read_output, read_run
+
+    notes: list[str] = []
+    clean_run = read_run(run, notes) or {}
+    clean_outputs: dict[str, Any] = {}
+    for k, v in outputs.items():
+        out = read_output(v, notes, where=f"task_outputs.{k}")
+        if out is not None:
+            clean_outputs[str(k)] = out
+    clean_job = read_job(job, notes) if job is not None else None
+    if notes:
+        earlier = [str(n) for n in (history.get("read_notes") or []) if isinstance(history.get("read_notes"), list)]
+        history = {**history, "read_notes": earlier + [n for n in notes if n not in earlier]}
+    return clean_run, clean_outputs, clean_job, history
 
 
 def load_snapshot(path: str | Path) -> Snapshot:

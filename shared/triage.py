@@ -98,7 +98,34 @@ def decide(
         failed_retries_of_fingerprint=failed_retries,
         retried=retried,
     )
-    return decision
+    return _with_evidence_notes(decision, snapshot)
+
+
+def _with_evidence_notes(decision: Decision, snapshot: Snapshot) -> Decision:
+    """Say on the decision what evidence it was made without: fields of the Databricks answers
+    that had the wrong shape, task outputs not read (the fan-out bound) or gone for good."""
+    import dataclasses
+
+    history = snapshot.history or {}
+    notes: list[str] = []
+    read = [str(n) for n in (history.get("read_notes") or [])]
+    if read:
+        notes.append(f"odd answer from Databricks: {len(read)} field(s) ignored ({'; '.join(read[:3])}"
+                     f"{'; ...' if len(read) > 3 else ''})")
+    skipped = history.get("outputs_skipped")
+    if isinstance(skipped, dict) and skipped.get("count"):
+        notes.append(f"{skipped['count']} more failed task(s) not read (at most {skipped.get('limit')} task outputs "
+                     f"per run, the earliest failures first): {', '.join(map(str, skipped.get('tasks') or []))[:300]}")
+    for err in history.get("capture_errors") or []:
+        if isinstance(err, dict) and err.get("call") == "runs/get-output" and err.get("status") == 404:
+            notes.append(f"the output of task {err.get('task_key') or err.get('run_id')} is gone for good (deleted, "
+                         "or older than Databricks keeps runs): decided without its error text")
+        elif isinstance(err, dict) and err.get("call") == "runs/get-output":
+            notes.append(f"the output of task {err.get('task_key') or err.get('run_id')} could not be read "
+                         f"({err.get('error_code') or err.get('status') or err.get('message')}): decided without it")
+    if not notes:
+        return decision
+    return dataclasses.replace(decision, notes=[*decision.notes, *[_redact(n) for n in notes]])
 
 
 def _learning_context(store: Store, snapshot: Snapshot, decision: Decision) -> tuple[list, list]:
@@ -220,7 +247,8 @@ def triage_run(run_id: int, settings: Settings, *, client: DatabricksClient, sto
     ``triage`` command's entry point."""
     from shared.databricks.capture import capture_snapshot
 
-    snapshot = capture_snapshot(client, run_id, workspace_host=workspace or getattr(client, "host", ""), store=store)
+    snapshot = capture_snapshot(client, run_id, workspace_host=workspace or getattr(client, "host", ""), store=store,
+                                max_outputs=settings.max_task_outputs)
     return triage_snapshot(snapshot, settings, client=client, store=store, notifier=notifier, mode=mode,
                            workspace=workspace, use_llm=use_llm, act_now=act_now, llm=llm)
 
@@ -248,7 +276,7 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Databrick
 
     lineage_retries = store.retries(lineage_of(snapshot.run))
     decision = decide(snapshot, settings, store=store, llm=llm, use_llm=use_llm, prior_retries=lineage_retries)
-    plan = plan_action(snapshot, decision, settings, now_ms=now_ms())
+    plan = _no_rerun_from_partial_definition(plan_action(snapshot, decision, settings, now_ms=now_ms()), snapshot)
     decision = effective_decision(decision, plan)  # e.g. a resize that cannot be done becomes an email
     record = new_record(snapshot, decision, settings, workspace=workspace, mode=mode)
     record.action_request = _stored_request(plan.to_dict())
@@ -265,6 +293,28 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Databrick
     if record.not_before > now_ms() and not act_now:
         return TriageResult(record, message=f"waiting for back-off until {record.not_before} (the sweep acts then)")
     return _act(record, snapshot, decision, plan, settings, client=client, store=store, notifier=notifier)
+
+
+_DEFINITION_PARTS = ("run.tasks", "run.job_clusters", "run.cluster_spec", "run.git_source", "run.environments",
+                     "job.settings")
+
+
+def _no_rerun_from_partial_definition(plan: Any, snapshot: Snapshot) -> Any:
+    """A one-time rerun copies the job's task and cluster definitions. When a part of them had
+    the wrong shape and was dropped, the copy would not be the job's own: tell the owner instead."""
+    import dataclasses
+
+    from shared.models import Action
+
+    dropped = [str(n) for n in (snapshot.history or {}).get("read_notes") or []
+               if str(n).startswith(_DEFINITION_PARTS)]
+    if plan.kind != "submit" or not dropped:
+        return plan
+    return dataclasses.replace(
+        plan, action=Action.SEND_EMAIL, kind="notify", notify="owner", requests=(),
+        fallback_reason="part of the job's definition could not be read from Databricks "
+                        f"({'; '.join(dropped[:2])}), so a rerun would not be the job's own",
+        recommendation="Rerun the failed task(s) on a bigger cluster from the job itself.")
 
 
 def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: Any, settings: Settings, *,
@@ -336,7 +386,8 @@ def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notif
         if rec.status != "decided" or rec.mode != "act" or rec.not_before > now:
             continue
         try:
-            snapshot = capture_snapshot(client, rec.run_id, workspace_host=rec.workspace, store=None)
+            snapshot = capture_snapshot(client, rec.run_id, workspace_host=rec.workspace, store=None,
+                                        max_outputs=settings.max_task_outputs)
         except Exception as exc:  # noqa: BLE001 - one run's trouble must not stop the others
             log.warning("cannot re-read run %s for its due action: %s", rec.run_id, exc)
             continue
@@ -346,7 +397,7 @@ def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notif
             store.update(rec)
             continue
         decision = decision_of_record(rec)
-        plan = plan_action(snapshot, decision, settings, now_ms=now)
+        plan = _no_rerun_from_partial_definition(plan_action(snapshot, decision, settings, now_ms=now), snapshot)
         decision = effective_decision(decision, plan)
         result = _act(rec, snapshot, decision, plan, settings, client=client, store=store, notifier=notifier)
         done.append(result.record)
@@ -382,7 +433,8 @@ def retry_notifications(settings: Settings, *, client: DatabricksClient, store: 
             snapshot = _stub_snapshot(rec.run_id, rec.workspace, rec.job_id)
         else:
             try:
-                snapshot = capture_snapshot(client, rec.run_id, workspace_host=rec.workspace, store=None)
+                snapshot = capture_snapshot(client, rec.run_id, workspace_host=rec.workspace, store=None,
+                                        max_outputs=settings.max_task_outputs)
             except Exception as exc:  # noqa: BLE001 - one run's trouble must not stop the others
                 log.warning("cannot re-read run %s to resend its email: %s", rec.run_id, exc)
                 continue

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         with build_secrets(settings) as secrets, \
                 build_client(settings, secrets, retry=RetryPolicy(deadline_s=args.retry_deadline)) as client:
             snap = capture_snapshot(client, args.run_id, workspace_host=client.host, store=store,
-                                    case_id=args.case_id)
+                                    case_id=args.case_id, max_outputs=settings.max_task_outputs)
     finally:
         if store is not None:
             store.close()

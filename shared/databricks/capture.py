@@ -1,8 +1,9 @@
 """Capture a live failure as a snapshot: the API calls the triage of one run makes.
 
 Per run: one ``runs/get`` (plus a page per 100 tasks), one ``runs/get-output`` per failed task
-(never for tasks that only failed because an upstream task did, never on a multi-task parent),
-and one ``jobs/get``. ``history.prior_retries`` comes from the store's retry count for the run's
+(never for tasks that only failed because an upstream task did, never on a multi-task parent;
+at most ``TRIAGE_MAX_TASK_OUTPUTS``, default 20, the earliest to fail first), and one
+``jobs/get``. Every answer is read through ``shared.databricks.reader``. ``history.prior_retries`` comes from the store's retry count for the run's
 lineage.
 
 Lineage: a repair keeps the run id, so a run's lineage is its own id. A resized rerun is a new
@@ -17,14 +18,15 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Mapping
 
+from shared.databricks.reader import read_job, read_output, read_run
 from shared.errors import DatabricksError, DatabricksNotFound
-from shared.snapshot import SNAPSHOT_VERSION, Snapshot, parse_snapshot
+from shared.snapshot import SNAPSHOT_VERSION, RunState, Snapshot, TaskRun, as_int, parse_snapshot
 
 if TYPE_CHECKING:  # pragma: no cover
     from shared.databricks.client import DatabricksClient
     from shared.store.base import Store
 
-__all__ = ["capture_snapshot", "lineage_of", "lineage_run_name"]
+__all__ = ["capture_snapshot", "snapshot_from_answers", "lineage_of", "lineage_run_name", "DEFAULT_MAX_TASK_OUTPUTS"]
 
 log = logging.getLogger(__name__)
 
@@ -53,25 +55,82 @@ def _note(call: str, exc: DatabricksError, **where: Any) -> dict[str, Any]:
             "error": type(exc).__name__, "message": exc.message}
 
 
+DEFAULT_MAX_TASK_OUTPUTS = 20
+
+
+def _root_cause_order(tasks: list[TaskRun]) -> list[TaskRun]:
+    """Failed tasks in the order most likely to hold the root cause: those that failed on their
+    own (not upstream-failed) first, then the earliest to end; a task with no end time last."""
+    def key(t: TaskRun) -> tuple[int, int, int]:
+        end = as_int(t.raw.get("end_time")) or 0
+        return (1 if t.state.upstream else 0, 0 if end > 0 else 1, end)
+    return sorted(tasks, key=key)
+
+
+def snapshot_from_answers(run: Any, outputs: Mapping[str, Any], job: Any, history: Mapping[str, Any], *,
+                          workspace_host: str, case_id: str = "", source: str = "") -> Snapshot:
+    """A snapshot from the Databricks answers as they came. Every answer goes through the typed
+    reader (``shared.databricks.reader``) first: a wrong-shaped field is dropped and noted in
+    ``history.read_notes``; only a run without a run id cannot form a snapshot."""
+    notes: list[str] = []
+    clean_run = read_run(run, notes)
+    if clean_run is None or as_int(clean_run.get("run_id")) is None:
+        raise DatabricksError(f"runs/get for {source or 'the run'} answered without a run_id")
+    if any(n.startswith(("run.state", "run.status", "run: ")) for n in notes) or not (
+            RunState.from_api(clean_run).life_cycle_state or RunState.from_api(clean_run).result_state):
+        # The run was reported failed, but its own state cannot be read: never guess "still running"
+        # (nobody would decide) nor a result; a person looks at it.
+        notes.append("run: its state could not be read; taken as an internal error for a person to look at")
+        clean_run["state"] = {"life_cycle_state": "INTERNAL_ERROR",
+                              "state_message": "the run's state could not be read from the Databricks answer"}
+        clean_run.pop("status", None)
+    clean_outputs: dict[str, Any] = {}
+    for k, v in outputs.items():
+        out = read_output(v, notes, where=f"task_outputs.{k}")
+        if out is not None:
+            clean_outputs[str(k)] = out
+    clean_job = read_job(job, notes) if job is not None else None
+    history = dict(history)
+    if notes:
+        history["read_notes"] = notes
+    doc: dict[str, Any] = {"snapshot_version": SNAPSHOT_VERSION, "workspace_host": workspace_host,
+                           "run": clean_run, "task_outputs": clean_outputs, "history": history}
+    if case_id:
+        doc["case_id"] = case_id
+    if clean_job is not None:
+        doc["job"] = clean_job
+    return parse_snapshot(doc, source=source or f"{workspace_host or 'workspace'} run {clean_run['run_id']}")
+
+
 def capture_snapshot(client: DatabricksClient, run_id: int, *, workspace_host: str, store: Store | None = None,
-                     case_id: str = "") -> Snapshot:
+                     case_id: str = "", max_outputs: int = DEFAULT_MAX_TASK_OUTPUTS) -> Snapshot:
     """Fetch run, failed-task outputs and job, and return them as a ``Snapshot``.
 
     Raises what ``runs/get`` raises (e.g. ``DatabricksNotFound``, ``DatabricksAuthError``,
-    ``DatabricksUnavailable``). A ``get-output`` that fails is recorded in
-    ``history.capture_errors`` and the snapshot still forms; a job that no longer exists leaves
-    ``job`` null (also recorded); any other ``jobs/get`` error is raised, because without the
-    job's tags the policy could act against a job's wishes (e.g. ``triage.ignore``)."""
-    run = client.get_run(run_id, include_history=True)
-    if not isinstance(run, Mapping) or run.get("run_id") is None:
+    ``DatabricksUnavailable``). A ``get-output`` that fails for a passing reason (429, 5xx, time-out,
+    connection lost: ``DatabricksUnavailable`` once the client's own retries are spent) is raised
+    too, so the queue retries the whole triage rather than deciding blind. An output that is gone
+    for good (404: the run was deleted, or is older than Databricks keeps runs) or refused (403)
+    is recorded in ``history.capture_errors`` and the decision says so. At most ``max_outputs``
+    task outputs are read, the most likely root cause first; the rest are listed in
+    ``history.outputs_skipped``. A job that no longer exists leaves ``job`` null (also recorded);
+    any other ``jobs/get`` error is raised, because without the job's tags the policy could act
+    against a job's wishes (e.g. ``triage.ignore``)."""
+    from shared.databricks.client import is_retryable
+
+    answer = client.get_run(run_id, include_history=True)
+    read_notes: list[str] = []
+    run = read_run(answer, read_notes)
+    if run is None or run.get("run_id") is None:
         raise DatabricksError(f"runs/get for run {run_id} answered without a run_id")
     notes: list[dict[str, Any]] = []
-    probe = parse_snapshot({"snapshot_version": SNAPSHOT_VERSION, "run": run}, source=f"run {run_id}")
+    probe = snapshot_from_answers(run, {}, None, {}, workspace_host=workspace_host, source=f"run {run_id}")
     outputs: dict[str, Any] = {}
     has_tasks = bool(run.get("tasks"))
-    for task in probe.failed_tasks:
-        if task.state.upstream:
-            continue
+    wanted = _root_cause_order([t for t in probe.failed_tasks if not t.state.upstream])
+    limit = max(1, int(max_outputs))
+    skipped = [t.task_key or str(t.run_id) for t in wanted[limit:]]
+    for task in wanted[:limit]:
         target = task.run_id if has_tasks else probe.run_id
         if target is None:
             notes.append({"call": "runs/get-output", "task_key": task.task_key,
@@ -80,6 +139,8 @@ def capture_snapshot(client: DatabricksClient, run_id: int, *, workspace_host: s
         try:
             outputs[str(target)] = client.get_run_output(target)
         except DatabricksError as exc:
+            if is_retryable(exc):
+                raise      # passing: the queue retries the triage; deciding without the error text is guessing
             log.warning("runs/get-output for task %s (run %s) failed: %s", task.task_key, target, exc)
             notes.append(_note("runs/get-output", exc, task_key=task.task_key, run_id=target))
     job = None
@@ -94,10 +155,8 @@ def capture_snapshot(client: DatabricksClient, run_id: int, *, workspace_host: s
                                "lineage": lineage}
     if notes:
         history["capture_errors"] = notes
-    doc: dict[str, Any] = {"snapshot_version": SNAPSHOT_VERSION, "workspace_host": workspace_host,
-                           "run": run, "task_outputs": outputs, "history": history}
-    if case_id:
-        doc["case_id"] = case_id
-    if job is not None:
-        doc["job"] = job
-    return parse_snapshot(doc, source=f"{workspace_host or 'workspace'} run {run_id}")
+    if skipped:
+        history["outputs_skipped"] = {"count": len(skipped), "limit": limit, "tasks": skipped[:50]}
+    snap = snapshot_from_answers(answer, outputs, job, history, workspace_host=workspace_host, case_id=case_id,
+                                 source=f"{workspace_host or 'workspace'} run {run_id}")
+    return snap

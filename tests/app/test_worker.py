@@ -3,7 +3,7 @@
 import pytest
 
 from shared.config import Settings
-from shared.errors import DatabricksUnavailable, SnapshotError, StoreUnavailable
+from shared.errors import DatabricksUnavailable, StoreUnavailable
 from shared.app.runtime import open_runtime
 from shared.app.messages import TriageRequest
 from shared.app.worker import is_transient, process_message, process_poison, process_request
@@ -79,16 +79,29 @@ def test_process_poison_escalates_with_the_last_error(fake_databricks, env, runt
     assert runtime.notifier.calls == [(77, "ESCALATE")]
 
 
-def test_process_request_unexpected_error_raises_and_poison_escalates_with_it(fake_databricks, env, runtime):
+def test_process_request_odd_answer_is_decided_not_poisoned(fake_databricks, env, runtime):
     doc = corpus_doc("dev-001")
-    doc["run"]["state"] = "not an object"           # an answer the snapshot parser cannot read
+    doc["run"]["state"] = "not an object"           # an answer whose run state cannot be read
     doc["run"].pop("status", None)
     run_id = fake_databricks.load(doc)
+    outcome = process_request(_request(fake_databricks, run_id), Settings.from_env(env), runtime=runtime)
+    assert outcome.status == "decided"
+    record = runtime.store.get(outcome.decision_key)
+    assert any("odd answer from Databricks" in n and "run.state" in n for n in record.decision["notes"])
+
+
+def test_capture_outage_is_retried_then_the_poison_path_escalates_it(fake_databricks, env, runtime):
+    """get-output down for longer than the queue retries: no blind decision on any attempt; the
+    poison trigger escalates "triage failed" with the last error, so a person is told."""
+    run_id = fake_databricks.load(corpus_doc("dev-001"))
     settings = Settings.from_env(env)
-    with pytest.raises(SnapshotError):
-        process_request(_request(fake_databricks, run_id), settings, runtime=runtime)
+    for attempt in range(1, 4):
+        fake_databricks.inject("runs/get-output", *[status_fault(503, retry_after=0) for _ in range(8)])
+        with pytest.raises(DatabricksUnavailable):
+            process_request(_request(fake_databricks, run_id), settings, runtime=runtime, dequeue_count=attempt)
+    assert runtime.store.get(f"{run_id}-0") is None
     outcome = process_poison(_request(fake_databricks, run_id).to_message(), settings, runtime=runtime)
-    assert "last error: SnapshotError" in outcome.message and "must be objects" in outcome.message
+    assert "last error: DatabricksUnavailable" in outcome.message and "runs/get-output" in outcome.message
     assert runtime.notifier.calls == [(run_id, "ESCALATE")]
 
 
