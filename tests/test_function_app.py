@@ -95,6 +95,14 @@ def test_host_json_queue_retries_and_bundle():
     assert {"batchSize", "newBatchThreshold", "visibilityTimeout"} <= set(queues) and host["functionTimeout"]
 
 
+def test_azure_sdk_request_logs_are_not_shipped_at_info():
+    """The worker ships every INFO record to the host; the SDKs' per-request dumps stay out."""
+    import logging
+
+    for name in ("azure.core.pipeline.policies.http_logging_policy", "azure.identity"):
+        assert logging.getLogger(name).getEffectiveLevel() == logging.WARNING, name
+
+
 def test_importing_function_app_loads_no_cloud_sdk():
     code = ("import sys, function_app\n"
             "heavy = ('openai', 'azure.identity', 'azure.data.tables', 'azure.storage.queue', 'requests')\n"
