@@ -4,8 +4,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NPMSTAMP := node_modules/.installed
+# The real Functions Python worker (tests/host) needs Python 3.13+: a second environment, built
+# from requirements-worker.txt with the first 3.13+ that tests/host/find_python.sh finds.
+WORKER_VENV := .venv-worker
+WPY      := $(WORKER_VENV)/bin/python
+WSTAMP   := $(WORKER_VENV)/.installed
+PYTHON_WORKER ?= $(shell sh tests/host/find_python.sh)
 
-.PHONY: demo test bench install clean lint
+.PHONY: demo test worker-test bench install clean lint
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -18,6 +24,11 @@ $(NPMSTAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
+$(WSTAMP): requirements.txt requirements-worker.txt
+	$(PYTHON_WORKER) -m venv --clear $(WORKER_VENV)
+	$(WPY) -m pip install --quiet --disable-pip-version-check -r requirements-worker.txt
+	touch $@
+
 install: $(STAMP) $(NPMSTAMP)
 
 demo: $(STAMP)
@@ -25,9 +36,19 @@ demo: $(STAMP)
 
 test: $(STAMP) $(NPMSTAMP)
 	$(PY) -m pytest -q
+	@$(MAKE) --no-print-directory worker-test
+
+# The app loaded, indexed and invoked by the real worker library (docs/functions.md).
+ifeq ($(strip $(PYTHON_WORKER)),)
+worker-test:
+	@echo "tests/host skipped: no Python 3.13+ on this machine (python3.13 on PATH or under pyenv), which the Functions worker library needs"
+else
+worker-test: $(WSTAMP) $(NPMSTAMP)
+	$(WPY) -m pytest -q tests/host
+endif
 
 bench: $(STAMP) $(NPMSTAMP)
 	$(PY) -m benchmarks
 
 clean:
-	rm -rf $(VENV) node_modules .triage .pytest_cache
+	rm -rf $(VENV) $(WORKER_VENV) node_modules .triage .pytest_cache
