@@ -3,7 +3,14 @@
 ``main(argv, env)`` returns an exit code; only ``shared/__main__.py`` calls ``sys.exit``.
 Each command lives in ``shared/commands/<name>.py`` with ``register(subparsers)``, which adds
 its parser and sets ``run(args, ctx) -> int``. Errors are one line on stderr
-(``error: Type: message``); a traceback only with ``--debug``.
+(``error: Type: message``); a traceback only with ``--debug``. ``--debug`` and ``--quiet`` are
+accepted before or after the command (added to every sub-parser here). Shared options and
+helpers (``-o/--output``, ``--out``, ``--timeout``, tables, the store line) are in
+``shared/commands/common.py``; progress goes to ``ctx.progress`` (stderr, silenced by --quiet).
+
+Run as a program (``python -m shared`` or the installed ``dbx-triage``), the settings come from
+the environment and, for names the environment does not set, from the ``Values`` of a
+``local.settings.json`` in the current folder, as ``func start`` would read them.
 """
 
 from __future__ import annotations
@@ -15,12 +22,12 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import IO, Mapping, Sequence
+from typing import IO, Any, Mapping, Sequence
 
 from shared import __version__
 from shared.errors import TriageError
 
-__all__ = ["ExitCode", "Context", "main", "COMMANDS"]
+__all__ = ["ExitCode", "Context", "main", "console", "local_settings", "COMMANDS"]
 
 
 class ExitCode(IntEnum):
@@ -52,6 +59,20 @@ class Context:
     env: Mapping[str, str]
     stdout: IO[str] = field(default_factory=lambda: sys.stdout)
     stderr: IO[str] = field(default_factory=lambda: sys.stderr)
+    quiet: bool = False                 # --quiet: no progress and no notes on stderr
+    deadline: float | None = None       # time.monotonic() by which a --timeout command must end
+
+    def progress(self, text: str) -> None:
+        """A progress line on stderr (silenced by --quiet)."""
+        if not self.quiet:
+            from shared.redact import redact
+
+            self.stderr.write(redact(text) + "\n")
+            self.stderr.flush()
+
+    def note(self, text: str) -> None:
+        """A note for the operator on stderr, e.g. which store is used (silenced by --quiet)."""
+        self.progress(text)
 
     def error(self, exc: BaseException | str) -> None:
         from shared.redact import redact   # an error may quote what a service answered
@@ -80,15 +101,51 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(ExitCode.USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m shared", description="Triage failed Databricks job runs.")
+def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--debug and --quiet; on a sub-parser they default to 'not given' so that an option given
+    before the command is kept."""
+    default: Any = False if top else argparse.SUPPRESS
+    if not any("--debug" in a.option_strings for a in parser._actions):
+        parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks on errors")
+    if not any("--quiet" in a.option_strings for a in parser._actions):
+        parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                            help="no progress or notes on stderr (errors still)")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _add_global_options(child, top=False)
+
+
+def build_parser(prog: str = "python -m shared") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="Triage failed Databricks job runs.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"shared.commands.{name}").register(sub)
+    _add_global_options(parser, top=True)
     return parser
+
+
+def local_settings(folder: str = ".") -> dict[str, str]:
+    """The ``Values`` of ``local.settings.json`` in ``folder`` ({} when there is none). A file that
+    cannot be read is a ConfigError naming it."""
+    import json
+
+    path = os.path.join(folder, "local.settings.json")
+    if not os.path.isfile(path):
+        return {}
+    from shared.errors import ConfigError
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not readable as JSON ({exc})") from None
+    values = doc.get("Values") if isinstance(doc, dict) else None
+    if not isinstance(values, dict):
+        return {}
+    return {str(k): str(v) for k, v in values.items() if isinstance(v, (str, int, float, bool))}
 
 
 def _configure_logging(ctx: Context, *, debug: bool) -> None:
@@ -107,15 +164,24 @@ def _configure_logging(ctx: Context, *, debug: bool) -> None:
     handler._triage_cli = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
-    for noisy in ("azure", "urllib3", "httpx", "openai"):
+    # The command reports what these say itself (progress, the summary, the error line): their
+    # log lines would say it a second time.
+    for noisy in ("azure", "urllib3", "httpx", "openai", "shared.app.sweep", "shared.app.worker"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.CRITICAL)
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
-         stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
-    ctx = Context(env=dict(os.environ if env is None else env),
-                  stdout=stdout or sys.stdout, stderr=stderr or sys.stderr)
-    parser = build_parser()
+         stdout: IO[str] | None = None, stderr: IO[str] | None = None, prog: str = "python -m shared") -> int:
+    ctx = Context(env={}, stdout=stdout or sys.stdout, stderr=stderr or sys.stderr)
+    if env is None:
+        try:
+            ctx.env = {**local_settings(), **os.environ}
+        except TriageError as exc:
+            ctx.error(exc)
+            return ExitCode.USAGE
+    else:
+        ctx.env = dict(env)
+    parser = build_parser(prog)
     old_err = sys.stderr
     sys.stderr = ctx.stderr
     try:
@@ -124,6 +190,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return int(exc.code or 0)
     finally:
         sys.stderr = old_err
+    ctx.quiet = bool(getattr(args, "quiet", False))
     _configure_logging(ctx, debug=args.debug)
     try:
         return int(args.run(args, ctx))
@@ -141,3 +208,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             ctx.traceback()
         ctx.error(exc)
         return ExitCode.ERROR
+
+
+def console() -> int:
+    """The installed command (``dbx-triage``): ``python -m shared`` under its own name."""
+    return main(prog=os.path.basename(sys.argv[0]) or "dbx-triage")

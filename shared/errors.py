@@ -8,6 +8,7 @@
     │                                the HTTP status to answer: 400/401/413/415)
     ├── StoreError                   the decision store failed
     │   ├── StoreUnavailable         the store cannot be reached (names the setting to check)
+    │   │   └── StoreMissing         a read found no store there (names it; nothing was created)
     │   ├── DecisionNotFound         no decision is stored under that key (feedback, lookups)
     │   └── QueueError               the triage request queue cannot be written (names the setting)
     └── ServiceError                 a remote service answered with an error or not at all
@@ -33,6 +34,7 @@ __all__ = [
     "SecretError",
     "StoreError",
     "StoreUnavailable",
+    "StoreMissing",
     "DecisionNotFound",
     "QueueError",
     "RequestError",
@@ -70,6 +72,10 @@ class StoreError(TriageError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached. The message names the setting to check."""
+
+
+class StoreMissing(StoreUnavailable):
+    """A read found no decision store where the settings point (nothing was created)."""
 
 
 class DecisionNotFound(StoreError):

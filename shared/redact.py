@@ -138,6 +138,9 @@ _BENIGN_KEY = re.compile(
 # Whole words of a mapping key that name a secret (the short forms of _WEAK_KEYWORDS, and more).
 _WEAK_KEY_WORDS = frozenset({"pass", "passwd", "pwd", "pw", "sas", "creds"})
 _PLAIN_WORD = re.compile(r"[A-Za-z][a-z]{0,11}")
+# The Azure SDK's credential class names ("Attempted credentials: EnvironmentCredential: ..."):
+# text, not a value, after "credentials:".
+_SDK_CREDENTIAL_NAME = re.compile(r"(?:[A-Z][a-z]{1,15}){1,5}Credential:?")
 # Command-line flags: --password hunter2, --db-token xyz.
 _FLAG = re.compile(
     r"(?i)(?<![A-Za-z0-9])(--?(?:[a-z]{1,12}-)?(?:password|passwd|pwd|token|secret|api-?key|client-?secret)"
@@ -168,6 +171,10 @@ def _sub_assign(m: re.Match[str]) -> str:
         return m.group(0)  # source code in a traceback: token = get_token()
     if ":" in sep and not quoted and _PLAIN_WORD.fullmatch(inner):
         # 'secret: scope', 'Token: Expired', 'credential: Any': a plain short word after a colon is text.
+        return m.group(0)
+    if ":" in sep and not quoted and _SDK_CREDENTIAL_NAME.fullmatch(inner) and "credential" in name.lower():
+        # 'Attempted credentials: EnvironmentCredential:', 'ManagedIdentityCredential: ManagedIdentityCredential
+        # authentication unavailable' (azure-identity's own report): a class name, not a secret.
         return m.group(0)
     lname = name.lower()
     if "pass" in lname or "pwd" in lname:

@@ -388,10 +388,14 @@ def load_snapshot(path: str | Path) -> Snapshot:
 
 
 def iter_snapshot_paths(paths: list[str]) -> Iterator[Path]:
-    """Expand files and folders (their ``*.json``, sorted) in the order given."""
+    """Expand files and folders (their ``*.json``, subfolders included, sorted) in the order given.
+    An empty folder is a SnapshotError naming it."""
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            yield from sorted(q for q in p.glob("*.json") if q.is_file())
+            found = sorted(q for q in p.rglob("*.json") if q.is_file())
+            if not found:
+                raise SnapshotError(f"{p}: no *.json snapshots in this folder or its subfolders")
+            yield from found
         else:
             yield p

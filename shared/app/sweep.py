@@ -60,6 +60,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# Told about each failed run as it is handled: (index, total failed, run id, what enqueue
+# returned, or None when the run was already decided). The command line prints "[3/30] run N -> X".
+Progress = Callable[[int, int, int, Any], None]
+
 ACTIVE_KIND = "sweep_active"          # TriageState: runs still going at the last sweep, per workspace
 _TERMINAL = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})
 _FAILED_RESULTS = frozenset({"FAILED", "TIMEDOUT"})
@@ -233,7 +237,8 @@ def _describe(exc: BaseException) -> str:
 
 def _sweep_workspace(settings: "Settings", key: str, workspace_id: str, client: DatabricksClient, store: "Store",
                      enqueue: Callable[[TriageRequest], Any], now: int,
-                     include_unnamed: bool = True, seen: Any = None) -> WorkspaceReport:
+                     include_unnamed: bool = True, seen: Any = None,
+                     progress: "Progress | None" = None) -> WorkspaceReport:
     report = WorkspaceReport(workspace=key)
     watermark = store.watermark(key)
     report.watermark_before = report.watermark_after = watermark
@@ -297,6 +302,7 @@ def _sweep_workspace(settings: "Settings", key: str, workspace_id: str, client: 
 
     processed_through: int | None = None
     ordered = sorted(finished.values(), key=lambda r: (_end(r), as_int(r.get("run_id")) or 0))
+    total_failed = sum(1 for r in ordered if is_failed_run(r))
     for index, run in enumerate(ordered):
         end = _end(run)
         if is_failed_run(run):
@@ -304,13 +310,17 @@ def _sweep_workspace(settings: "Settings", key: str, workspace_id: str, client: 
             try:
                 if not needs_triage(store, run):
                     report.already_decided += 1
+                    if progress is not None:
+                        progress(report.failed, total_failed, as_int(run.get("run_id")) or 0, None)
                 else:
                     request = TriageRequest(
                         run_id=int(run["run_id"]), job_id=as_int(run.get("job_id")),
                         job_name=str(run.get("run_name") or "")[:1024], workspace_id=workspace_id, workspace=key,
                         source="sweep", request_id=uuid.uuid4().hex, received_at=now)
-                    enqueue(request)
+                    outcome = enqueue(request)
                     report.enqueued.append(request.run_id)
+                    if progress is not None:
+                        progress(report.failed, total_failed, request.run_id, outcome)
             except (TriageError, OSError) as exc:
                 error = f"could not queue run {run.get('run_id')}: {_describe(exc)}"
                 report.error = f"{report.error}; {error}" if report.error else error
@@ -361,7 +371,7 @@ def _call_after(report: SweepReport, what: str, fn: Callable[[], Iterable[Any]])
 
 def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], store: "Store",
           enqueue: Callable[[TriageRequest], Any], notifier: Notifier | None = None, now_ms: int | None = None,
-          workspace_ids: Mapping[str, str] | None = None) -> SweepReport:
+          workspace_ids: Mapping[str, str] | None = None, progress: "Progress | None" = None) -> SweepReport:
     """One sweep over the given workspaces (host -> ``DatabricksClient``). See the module doc.
 
     ``workspace_ids`` maps a host to its workspace id (default: from the settings). Errors of one
@@ -382,7 +392,8 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
     for host, client in clients_by_workspace.items():
         try:
             ws_report = _sweep_workspace(settings, host, workspace_ids.get(host, ""), client, store, enqueue, now,
-                                         include_unnamed=host == next(iter(clients_by_workspace)), seen=seen[host])
+                                         include_unnamed=host == next(iter(clients_by_workspace)), seen=seen[host],
+                                         progress=progress)
         except StoreError as exc:
             ws_report = WorkspaceReport(workspace=host, error=f"store: {_describe(exc)}")
         report.workspaces.append(ws_report)
@@ -404,7 +415,7 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
 
 def run_sweep(settings: "Settings", *, inline: bool = False, workspace: str | None = None,
               runtime: Runtime | None = None, enqueue: Callable[[TriageRequest], Any] | None = None,
-              now_ms: int | None = None) -> SweepReport:
+              now_ms: int | None = None, progress: "Progress | None" = None) -> SweepReport:
     """One sweep built from the settings, as the timer runs it: failed runs go to the queue
     (TRIAGE_QUEUE_NAME), or with ``inline`` are triaged here, one after the other.
     ``workspace`` limits it to one configured workspace (its host or id)."""
@@ -426,15 +437,15 @@ def run_sweep(settings: "Settings", *, inline: bool = False, workspace: str | No
         clients = {w.host: rt.client(w) for w in selected}
         if enqueue is None:
             if inline:
-                def enqueue(request: TriageRequest) -> None:
-                    process_request(request, settings, runtime=rt)
+                def enqueue(request: TriageRequest) -> Any:
+                    return process_request(request, settings, runtime=rt)
             else:
                 from shared.app.queue import TriageQueue
 
                 queue = TriageQueue.from_settings(settings)
                 enqueue = queue.send
         return sweep(settings, clients_by_workspace=clients, store=rt.store, enqueue=enqueue, notifier=rt.notifier,
-                     now_ms=now_ms, workspace_ids={w.host: w.id for w in selected})
+                     now_ms=now_ms, workspace_ids={w.host: w.id for w in selected}, progress=progress)
     finally:
         if queue is not None:
             queue.close()

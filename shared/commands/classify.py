@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from shared.commands.common import add_output, open_cli_store, render_table as _render
 from shared.errors import SnapshotError
 from shared.snapshot import iter_snapshot_paths, load_snapshot
 
@@ -15,25 +16,15 @@ COLUMNS = ("case_id", "category", "action", "confidence", "decided_by", "reason"
 def register(sub) -> None:
     p = sub.add_parser("classify", help="classify failure snapshots (files or folders of *.json)",
                        description="Classify failure snapshots and print one decision per snapshot.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="a snapshot file or a folder of *.json snapshots")
-    p.add_argument("--format", choices=("json", "table"), default="json", help="json lines (default) or a table")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="a snapshot file or a folder of *.json snapshots (subfolders included)")
+    add_output(p, default="json")
     p.add_argument("--no-llm", action="store_true", help="rules only, even when a model is configured")
     p.set_defaults(run=run)
 
 
 def render_table(rows: list[dict], columns=COLUMNS, widths: dict | None = None) -> str:
-    widths = widths or {"reason": 90}
-    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
-    for row in cells:
-        for i, c in enumerate(columns):
-            limit = widths.get(c)
-            if limit and len(row[i]) > limit:
-                row[i] = row[i][: limit - 1] + "…"
-    size = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.upper().ljust(size[i]) for i, c in enumerate(columns)).rstrip()]
-    lines.append("  ".join("-" * size[i] for i in range(len(columns))))
-    lines += ["  ".join(r[i].ljust(size[i]) for i in range(len(columns))).rstrip() for r in cells]
-    return "\n".join(lines)
+    return _render(rows, columns, widths=widths or {"reason": 90})
 
 
 def run(args, ctx) -> int:
@@ -43,12 +34,15 @@ def run(args, ctx) -> int:
     store = None
     use_llm = not args.no_llm and settings.llm_configured
     if use_llm:
-        from shared.store import open_store
-
-        store = open_store(settings)
+        store = open_cli_store(ctx, write=True, settings=settings)   # the model's answer cache
     failures = 0
     rows: list[dict] = []
-    for path in iter_snapshot_paths(args.paths):
+    try:
+        paths = list(iter_snapshot_paths(args.paths))
+    except SnapshotError as exc:
+        ctx.error(exc)
+        return 1
+    for path in paths:
         try:
             snapshot = load_snapshot(path)
         except SnapshotError as exc:
@@ -59,11 +53,11 @@ def run(args, ctx) -> int:
         row = {"case_id": snapshot.case_id, "category": d.category.value, "action": d.action.value,
                "confidence": round(d.confidence, 3), "decided_by": d.decided_by, "reason": d.reason,
                "decision_key": snapshot.decision_key, "fingerprint": d.fingerprint}
-        if args.format == "json":
+        if args.output == "json":
             ctx.stdout.write(json.dumps(row) + "\n")
         else:
             rows.append(row)
-    if args.format == "table" and rows:
+    if args.output == "table" and rows:
         ctx.stdout.write(render_table(rows) + "\n")
     if store is not None:
         store.close()

@@ -1,55 +1,54 @@
 """``python -m shared decisions``: read the decision store.
 
-    decisions list [--job ID] [--since 24h] [--limit N] [--format table|json]
-    decisions show KEY [--job ID]
+    decisions list [--job NAME_OR_ID] [--since 24h] [--limit N] [-o table|json]
+    decisions show KEY [--job NAME_OR_ID]
 
 The store is the one the app uses (TRIAGE_STORAGE, else AzureWebJobsStorage, else the local
-SQLite file .triage/triage.db).
+SQLite file .triage/triage.db), named on stderr; a store that does not exist is an error (a
+read never creates one). The table is followed, on stderr, by "100 of 600 decisions shown".
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from datetime import datetime, timezone
 from typing import Any
 
-from shared.config import parse_duration
-from shared.errors import ConfigError
+from shared.commands.common import (add_output, duration_arg, non_negative_int, open_cli_store, render_table, shown,
+                                    write_json)
 
 __all__ = ["register", "run_list", "run_show"]
 
-_COLUMNS = ("created", "job_id", "decision_key", "category", "action", "conf", "by", "mode", "status")
+_COLUMNS = ("created", "job_id", "job_name", "decision_key", "category", "action", "confidence", "decided_by",
+            "mode", "status")
+_COUNT_CAP = 10_000        # decisions counted to say "100 of 600 shown"
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("decisions", help="list or show recorded decisions",
-                                   description="Read the decision store (TRIAGE_STORAGE).")
+                                   description="Read the decision store (TRIAGE_STORAGE). Never creates it.")
     sub = parser.add_subparsers(dest="decisions_command", metavar="{list,show}", parser_class=type(parser))
     sub.required = True
 
     p_list = sub.add_parser("list", help="decisions, newest first")
-    p_list.add_argument("--job", metavar="ID", help="only this job's decisions")
-    p_list.add_argument("--since", metavar="DURATION",
+    p_list.add_argument("--job", metavar="NAME_OR_ID", help="only this job's decisions (its id or its name)")
+    p_list.add_argument("--since", metavar="DURATION", type=duration_arg,
                         help="only decisions made in this period, e.g. 90m, 24h, 7d")
-    p_list.add_argument("--limit", type=int, default=100, metavar="N", help="at most N rows (default 100)")
-    p_list.add_argument("--format", choices=("table", "json"), default="table")
+    p_list.add_argument("--limit", type=non_negative_int, default=100, metavar="N",
+                        help="at most N rows (default 100; 0 for all)")
+    add_output(p_list)
     p_list.set_defaults(run=run_list)
 
     p_show = sub.add_parser("show", help="one decision as JSON")
     p_show.add_argument("key", metavar="KEY", help="the decision key, <run_id>-<repair_count>")
-    p_show.add_argument("--job", metavar="ID", help="the job id (faster on Table Storage)")
+    p_show.add_argument("--job", metavar="NAME_OR_ID", help="the job id or name (an id is faster on Table Storage)")
+    p_show.add_argument("-o", "--output", choices=("json",), default="json", help="output format (json)")
     p_show.set_defaults(run=run_show)
 
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _cell(value: str) -> str:
-    """A table cell: control characters shown as '?' so a hostile value cannot garble the terminal."""
-    return "".join(ch if ch.isprintable() else "?" for ch in value)
 
 
 def _as_json(record: Any) -> dict[str, Any]:
@@ -58,45 +57,53 @@ def _as_json(record: Any) -> dict[str, Any]:
     return d
 
 
-def _open(ctx: Any):
-    from shared.store import open_store
-
-    return open_store(ctx.settings())
+def _select(store: Any, job: str | None, since_ms: int | None, limit: int | None) -> tuple[list[Any], int | None]:
+    """(the newest ``limit`` decisions of the filter, how many match in all (None past the cap)).
+    ``job`` is a job id or, when no decision has that id, a job name (case-insensitive)."""
+    job = (job or "").strip() or None
+    fetched = store.list(job_id=job, since_ms=since_ms, limit=_COUNT_CAP + 1)
+    if job is not None and not fetched:
+        name = job.casefold()
+        fetched = [r for r in store.list(since_ms=since_ms) if (r.job_name or "").casefold() == name]
+    total: int | None = len(fetched) if len(fetched) <= _COUNT_CAP else None
+    return (fetched[:limit] if limit else fetched[:_COUNT_CAP]), total
 
 
 def run_list(args: argparse.Namespace, ctx: Any) -> int:
-    if args.limit is not None and args.limit < 0:
-        raise ConfigError("--limit: must be 0 or more")
     since_ms = None
-    if args.since:
-        since_ms = int(time.time() * 1000) - parse_duration(args.since, setting="--since") * 1000
-    with _open(ctx) as store:
-        records = store.list(job_id=args.job, since_ms=since_ms, limit=args.limit)
-    if args.format == "json":
-        json.dump([_as_json(r) for r in records], ctx.stdout, indent=2, ensure_ascii=False)
-        ctx.stdout.write("\n")
-        return 0
-    rows = [
-        tuple(_cell(c) for c in (
-            _iso(r.created_at), r.job_id or "-", r.decision_key, r.category or "-", r.action or "-",
-            f"{r.confidence:.2f}", r.decided_by or "-", r.mode, r.status))
-        for r in records
-    ]
-    widths = [max([len(c)] + [len(row[i]) for row in rows]) for i, c in enumerate(_COLUMNS)]
-    for row in [_COLUMNS, *rows]:
-        ctx.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
-    if not rows:
-        ctx.stdout.write("(no decisions)\n")
+    if args.since is not None:
+        since_ms = int(time.time() * 1000) - args.since * 1000
+    with open_cli_store(ctx, write=False) as store:
+        records, total = _select(store, args.job, since_ms, args.limit)
+    if args.output == "json":
+        write_json(ctx, [_as_json(r) for r in records])
+    else:
+        rows = [{"created": _iso(r.created_at), "job_id": r.job_id, "job_name": r.job_name,
+                 "decision_key": r.decision_key, "category": r.category, "action": r.action,
+                 "confidence": f"{r.confidence:.2f}", "decided_by": r.decided_by, "mode": r.mode,
+                 "status": r.status} for r in records]
+        if rows:
+            ctx.stdout.write(render_table(rows, _COLUMNS, widths={"job_name": 30}) + "\n")
+        else:
+            ctx.stdout.write("(no decisions)\n")
+    if total is None:
+        ctx.note(f"{len(records)} of more than {_COUNT_CAP} decisions shown (use --limit to see more)")
+    elif records:
+        ctx.note(shown(len(records), total, "decisions"))
     return 0
 
 
 def run_show(args: argparse.Namespace, ctx: Any) -> int:
-    with _open(ctx) as store:
-        record = store.get(args.key, job_id=args.job)
+    job = (args.job or "").strip() or None
+    with open_cli_store(ctx, write=False) as store:
+        record = store.get(args.key, job_id=job)
+        if record is None and job is not None:       # --job may be the job's name
+            record = store.get(args.key)
+            if record is not None and (record.job_name or "").casefold() != job.casefold():
+                record = None
     if record is None:
         where = f" for job {args.job}" if args.job else ""
         ctx.error(f"no decision with key {args.key!r}{where}")
         return 1
-    json.dump(_as_json(record), ctx.stdout, indent=2, ensure_ascii=False)
-    ctx.stdout.write("\n")
+    write_json(ctx, _as_json(record))
     return 0

@@ -1,8 +1,8 @@
-"""``python -m shared email-preview SNAPSHOT [-o preview.html]``: the email a failure would send.
+"""``python -m shared email-preview SNAPSHOT [--out preview.html] [-o json]``: the email a failure would send.
 
 Classifies the snapshot (``shared.triage.decide``, as the app would) and renders the email
 for its decision with ``shared.notify.render_email``; nothing is sent and nothing is stored.
-With ``-o`` the HTML body is written to the file (open it in a browser); without it the
+With ``--out`` the HTML body is written to the file (open it in a browser); without it the
 plain-text body is printed. Feedback links are signed with the configured key when
 TRIAGE_PUBLIC_BASE_URL and TRIAGE_FEEDBACK_SIGNING_KEY are set, else with a throwaway key
 and a placeholder host (said on stderr), so the preview shows where they go.
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shared.commands.common import add_output, note_deprecated, open_cli_store, write_json
 from shared.errors import SecretError
 from shared.models import Decision
 from shared.notify import EMAIL_ACTIONS, Email, feedback_links, recipients_for, render_email
@@ -39,7 +40,9 @@ def register(sub) -> None:
                     "sending it: HTML to a file with -o, else the plain-text body on stdout.",
     )
     p.add_argument("snapshot", metavar="SNAPSHOT", help="a failure snapshot (JSON)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the HTML body to FILE (default: print the text body)")
+    p.add_argument("--out", metavar="FILE", help="write the HTML body to FILE, folders created (default: print "
+                                                 "the text body)")
+    add_output(p, default=None, legacy_format=False, file_alias=True)
     p.add_argument("--no-llm", action="store_true", help="rules only, even when a model is configured")
     p.set_defaults(run=run)
 
@@ -113,29 +116,32 @@ def run(args, ctx) -> int:
     from shared.secrets import SecretProvider
     from shared.triage import decide
 
+    note_deprecated(args, ctx)
     settings = ctx.settings()
     snapshot = load_snapshot(args.snapshot)
     use_llm = not args.no_llm and settings.llm_configured
     store = None
     if use_llm:
-        from shared.store import open_store
-
-        store = open_store(settings)
+        store = open_cli_store(ctx, write=True, settings=settings)   # the model's answer cache
     try:
         decision = decide(snapshot, settings, store=store, use_llm=use_llm)
     finally:
         if store is not None:
             store.close()
     with SecretProvider.from_settings(settings) as provider:
-        if args.output:
-            email, notes = write_preview(snapshot, decision, settings, args.output, secrets=provider)
+        if args.out:
+            email, notes = write_preview(snapshot, decision, settings, args.out, secrets=provider)
         else:
             email, notes = render_preview(snapshot, decision, settings, secrets=provider)
     for note in notes:
-        ctx.stderr.write(f"note: {note}\n")
+        ctx.note(f"note: {note}")
+    if args.output == "json":
+        write_json(ctx, {"to": list(email.to), "subject": email.subject, "file": args.out or None,
+                         "text": email.text, **({} if args.out else {"html": email.html})})
+        return 0
     to = ", ".join(email.to) or "(nobody)"
-    if args.output:
-        ctx.stdout.write(f"wrote {args.output}\nTo: {to}\nSubject: {email.subject}\n")
+    if args.out:
+        ctx.stdout.write(f"wrote {args.out}\nTo: {to}\nSubject: {email.subject}\n")
     else:
         ctx.stdout.write(f"To: {to}\nSubject: {email.subject}\n\n{email.text}")
     return 0

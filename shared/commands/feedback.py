@@ -31,10 +31,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
+    from shared.commands.common import open_cli_store
     from shared.learning.feedback import record_feedback
-    from shared.store import open_store
 
-    with open_store(ctx.settings()) as store:
+    with open_cli_store(ctx, write=False) as store:   # an existing decision is updated; nothing created
         try:
             record = record_feedback(store, args.key, args.verdict, correct_action=args.action,
                                      correct_category=args.category, comment=args.comment, source="cli",

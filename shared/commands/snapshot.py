@@ -1,4 +1,4 @@
-"""``python -m shared snapshot --run-id N [-o FILE]``: capture a live failure as a snapshot.
+"""``python -m shared snapshot --run-id N [--out FILE] [--timeout SECONDS]``: capture a live failure as a snapshot.
 
 Reads the run, the output of each failed task and the job from the workspace in
 DATABRICKS_HOST (auth: DATABRICKS_AUTH; the token through Key Vault when KEY_VAULT_URL is set), adds the retry count of the run's lineage from the
@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from shared.config import Settings
 
+from shared.commands.common import add_output, add_timeout, note_deprecated, retry_policy, seconds_arg
+
 __all__ = ["register", "run"]
 
 
@@ -23,54 +25,56 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("snapshot", help="capture a failed run from the workspace as a snapshot",
                               description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
     p.add_argument("--run-id", type=int, required=True, help="the job run id (the parent run of a multi-task job)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    p.add_argument("--out", metavar="FILE", help="write here (folders created) instead of stdout")
+    add_output(p, default="json", legacy_format=False, file_alias=True)
     p.add_argument("--case-id", default="", help="a case id to put in the snapshot")
-    p.add_argument("--retry-deadline", type=float, default=60.0, metavar="SECONDS",
-                   help="how long to keep retrying an unreachable or throttling workspace (default 60)")
+    p.add_argument("--retry-deadline", type=seconds_arg, default=60.0, metavar="SECONDS",
+                   help="how long each call keeps retrying an unreachable or throttling workspace (default 60)")
+    add_timeout(p)
     p.add_argument("--no-store", action="store_true",
                    help="do not read the lineage retry count from the store (prior_retries stays 0)")
     p.set_defaults(run=run)
 
 
 def _open_store(settings: Settings, ctx: Any) -> Any:
+    from shared.commands.common import open_cli_store
     from shared.errors import StoreError
-    from shared.store import open_store
 
     try:
-        return open_store(settings)
+        return open_cli_store(ctx, write=False, settings=settings)
     except NotImplementedError:
         return None
     except StoreError as exc:
-        ctx.stderr.write(f"warning: store unavailable ({exc}); history.prior_retries left at 0\n")
+        ctx.note(f"warning: {exc}; history.prior_retries left at 0")
         return None
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
     from shared.databricks.capture import capture_snapshot
     from shared.cli import ExitCode
-    from shared.databricks import RetryPolicy
 
-    if args.retry_deadline <= 0:
-        ctx.error("--retry-deadline must be > 0 seconds")
-        return ExitCode.USAGE
     from shared.app.runtime import build_client, build_secrets
+
+    note_deprecated(args, ctx)
 
     settings = ctx.settings()
     store = None if args.no_store else _open_store(settings, ctx)
     try:
         with build_secrets(settings) as secrets, \
-                build_client(settings, secrets, retry=RetryPolicy(deadline_s=args.retry_deadline)) as client:
+                build_client(settings, secrets, retry=retry_policy(args, ctx, deadline_s=args.retry_deadline)) as client:
+            ctx.progress(f"reading run {args.run_id} from {client.host} ...")
             snap = capture_snapshot(client, args.run_id, workspace_host=client.host, store=store,
                                     case_id=args.case_id, max_outputs=settings.max_task_outputs)
     finally:
         if store is not None:
             store.close()
     text = json.dumps(snap.to_json(), indent=1, ensure_ascii=False) + "\n"
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text, encoding="utf-8")
         errors = len(snap.history.get("capture_errors") or [])
-        ctx.stderr.write(f"wrote {args.output}: run {snap.run_id}, {len(snap.task_outputs)} task output(s)"
-                         + (f", {errors} capture error(s)" if errors else "") + "\n")
+        ctx.note(f"wrote {args.out}: run {snap.run_id}, {len(snap.task_outputs)} task output(s)"
+                         + (f", {errors} capture error(s)" if errors else ""))
     else:
         ctx.stdout.write(text)
     return ExitCode.OK

@@ -4,14 +4,8 @@
     run = client.get_run(run_id)                               # every page of tasks/job_clusters/...
     client.repair_run({"run_id": run_id, "rerun_all_failed_tasks": True})
 
-Authentication is a credential object with ``authorization() -> str`` (the header value):
-
-- ``PatCredential(token)``: a personal access token, or a zero-argument callable returning one
-  (so a Key Vault reader can supply and rotate it).
-- ``AzureIdentityCredential(token_credential=None)``: Microsoft Entra ID for Azure Databricks.
-  Any azure-core ``TokenCredential`` (default: ``DefaultAzureCredential``, i.e. the managed
-  identity in Azure) asked for ``2ff814a6-3304-4ab8-85cb-cd0e6f879c1d/.default``; the token is
-  cached and fetched again five minutes before it expires.
+Authentication is a credential object with ``authorization() -> str`` (the header value), from
+``shared/databricks/auth.py``: ``PatCredential``, ``AzureIdentityCredential``, ``OAuthM2MCredential``.
 
 Retries (``RetryPolicy``): connection errors, time-outs, 5xx, 429 and a 400 whose error_code is
 ``COULD_NOT_ACQUIRE_LOCK`` are retried with exponential back-off and jitter (429/503 honour
@@ -19,7 +13,9 @@ Retries (``RetryPolicy``): connection errors, time-outs, 5xx, 429 and a 400 whos
 token (``runs/repair``) is only sent again when the workspace surely did not act on it: the
 connection was never made, or the answer was 429/503/``COULD_NOT_ACQUIRE_LOCK``. Every other error
 is raised at once as a typed ``DatabricksError`` carrying status, ``error_code``, message, method
-and URL. The token never appears in an error, a log line or a repr.
+and URL. The token never appears in an error, a log line or a repr. A command line's policy
+(``RetryPolicy(until=..., retry_refused=False, notify=...)``) also ends every call by the
+command's deadline, gives up at once on a refused connection and announces each retry.
 
 ``requests`` (and ``azure.identity``) are imported on first use, never at import time.
 """
@@ -30,11 +26,10 @@ import email.utils
 import json
 import logging
 import random
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 from urllib.parse import urlencode, urlsplit
 
 from shared.errors import (
@@ -46,6 +41,9 @@ from shared.errors import (
     DatabricksUnavailable,
     SecretError,
 )
+
+from shared.databricks.auth import (DATABRICKS_SCOPE, AzureIdentityCredential, Credential, PatCredential,
+                                     no_azure_credential)
 
 if TYPE_CHECKING:  # pragma: no cover
     from shared.config import Settings
@@ -66,12 +64,11 @@ __all__ = [
     "RetryPolicy",
     "DatabricksClient",
     "is_retryable",
+    "no_azure_credential",
 ]
 
 log = logging.getLogger(__name__)
 
-# The Azure Databricks resource (first-party application id); the same in every tenant.
-DATABRICKS_SCOPE = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d/.default"
 
 # Endpoints: (METHOD, path). One client method each.
 RUNS_GET = ("GET", "/api/2.2/jobs/runs/get")
@@ -98,110 +95,6 @@ _MAX_MESSAGE = 500
 _USER_AGENT = "databricks-triage/0.1"
 
 
-# --- credentials --------------------------------------------------------------------------------
-
-class Credential(Protocol):
-    """What the client needs from a credential: the ``Authorization`` header value."""
-
-    def authorization(self) -> str: ...
-
-
-class PatCredential:
-    """A Databricks personal access token, given as the string or as a zero-argument callable
-    (called for every request, so the callable decides how long to cache a rotated secret)."""
-
-    def __init__(self, token: str | Callable[[], str]) -> None:
-        if callable(token):
-            self._source: Callable[[], str] = token
-        elif isinstance(token, str) and token.strip():
-            value = token.strip()
-            self._source = lambda: value
-        else:
-            raise ValueError("PatCredential needs a non-empty token string (DATABRICKS_TOKEN) "
-                             "or a zero-argument callable returning one")
-        self._last = ""
-
-    def authorization(self) -> str:
-        try:
-            token = self._source()
-        except Exception as exc:  # noqa: BLE001 - a secret reader may raise anything
-            raise SecretError(f"DATABRICKS_TOKEN could not be read: {type(exc).__name__}") from exc
-        if not isinstance(token, str) or not token.strip():
-            raise SecretError("DATABRICKS_TOKEN is empty")
-        self._last = token.strip()
-        return f"Bearer {self._last}"
-
-    def secrets(self) -> tuple[str, ...]:
-        """Values to scrub from any text that leaves the client."""
-        return (self._last,) if self._last else ()
-
-    def __repr__(self) -> str:
-        return "PatCredential(<hidden>)"
-
-
-class AzureIdentityCredential:
-    """Microsoft Entra ID tokens for Azure Databricks, from any azure-core ``TokenCredential``.
-
-    ``token_credential`` defaults to ``azure.identity.DefaultAzureCredential()`` (managed identity
-    in Azure, developer sign-in locally), created on first use. The token is cached and fetched
-    again ``refresh_margin_s`` (default 5 minutes) before it expires. ``clock`` returns epoch
-    seconds (the unit of ``AccessToken.expires_on``)."""
-
-    def __init__(self, token_credential: Any = None, *, scope: str = DATABRICKS_SCOPE,
-                 refresh_margin_s: float = 300.0, clock: Callable[[], float] = time.time) -> None:
-        if token_credential is not None and not callable(getattr(token_credential, "get_token", None)):
-            raise ValueError("token_credential must be an azure-core TokenCredential (with get_token(scope))")
-        if not scope:
-            raise ValueError("scope must be the Azure Databricks resource scope, e.g. " + DATABRICKS_SCOPE)
-        if refresh_margin_s < 0:
-            raise ValueError("refresh_margin_s must be >= 0")
-        self._credential = token_credential
-        self._scope = scope
-        self._margin = float(refresh_margin_s)
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._token = ""
-        self._expires_on = 0.0
-
-    def _fetch(self) -> None:
-        if self._credential is None:
-            from azure.identity import DefaultAzureCredential
-
-            self._credential = DefaultAzureCredential()
-        try:
-            access = self._credential.get_token(self._scope)
-        except Exception as exc:  # noqa: BLE001 - azure-identity raises several families
-            raise DatabricksAuthError(
-                f"could not get a Microsoft Entra token for Azure Databricks: {type(exc).__name__}: "
-                f"{_one_line(str(exc))}"
-            ) from exc
-        token = getattr(access, "token", None)
-        if not isinstance(token, str) or not token:
-            raise DatabricksAuthError("the Entra credential returned an empty token")
-        self._token = token
-        self._expires_on = float(getattr(access, "expires_on", 0) or 0)
-        log.debug("fetched an Entra token for Azure Databricks, valid for %.0f s",
-                  self._expires_on - self._clock())
-
-    def authorization(self) -> str:
-        with self._lock:
-            if not self._token or self._clock() >= self._expires_on - self._margin:
-                self._fetch()
-            return f"Bearer {self._token}"
-
-    def invalidate(self) -> None:
-        """Forget the cached token (the workspace refused it): the next call fetches a new one."""
-        with self._lock:
-            self._token = ""
-            self._expires_on = 0.0
-
-    def secrets(self) -> tuple[str, ...]:
-        return (self._token,) if self._token else ()
-
-    def __repr__(self) -> str:
-        return f"AzureIdentityCredential(scope={self._scope!r})"
-
-
 # --- retries ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -218,6 +111,12 @@ class RetryPolicy:
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
     rng: Callable[[], float] = field(default=random.random, repr=False, compare=False)
+    # A command line's choices: ``until`` (a ``clock()`` time) ends every call by then, whatever
+    # ``deadline_s`` says; ``retry_refused=False`` gives up at once when nobody listens on the
+    # port; ``notify`` hears each retry ("retrying runs/get in 4 s (2/8): HTTP 503").
+    until: float | None = field(default=None, compare=False)
+    retry_refused: bool = True
+    notify: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.deadline_s <= 0:
@@ -305,6 +204,25 @@ def _surely_not_processed(outcome: Any) -> bool:
     if status in (429, 503):
         return True
     return status == 400 and _error_code_of(outcome) in _RETRYABLE_ERROR_CODES
+
+
+def _refused(outcome: Any) -> bool:
+    """The connection was refused (nothing listens on the port) or the host name does not resolve."""
+    if not isinstance(outcome, BaseException):
+        return False
+    seen = 0
+    root: BaseException | None = outcome
+    while root is not None and seen < 10:
+        if isinstance(root, ConnectionRefusedError):
+            return True
+        if type(root).__name__ == "NameResolutionError":
+            return True
+        nxt = getattr(root, "reason", None) or (root.args[0] if root.args and isinstance(
+            root.args[0], BaseException) else None) or root.__cause__ or root.__context__
+        if nxt is root:
+            break
+        root, seen = nxt, seen + 1
+    return False
 
 
 def _retry_after_s(response: Any, now: Callable[[], float] = time.time) -> float | None:
@@ -566,6 +484,11 @@ class DatabricksClient:
             idempotent = method == "GET"
         policy = self.retry
         deadline = policy.clock() + policy.deadline_s
+        if policy.until is not None:
+            deadline = min(deadline, policy.until)
+            if policy.clock() >= deadline:
+                raise DatabricksUnavailable(f"{path.rsplit('/jobs/', 1)[-1]} not sent: the command's time limit "
+                                            "has passed", method=method, url=shown)
         session = self._get_session()
         self.calls[path] += 1
         attempt = 0
@@ -591,6 +514,8 @@ class DatabricksClient:
                 refreshed = True   # an expired/revoked Entra token: fetch a fresh one once
                 self.credential.invalidate()  # type: ignore[attr-defined]
                 continue
+            if not policy.retry_refused and _refused(outcome):
+                raise DatabricksUnavailable(self._describe(outcome), method=method, url=shown) from outcome
             if not is_retryable(outcome) or not (idempotent or _surely_not_processed(outcome)):
                 raise self._error(outcome, method, shown) from (outcome if isinstance(outcome, BaseException) else None)
             retry_after = None if isinstance(outcome, BaseException) else _retry_after_s(outcome)
@@ -609,6 +534,9 @@ class DatabricksClient:
                 raise err from (outcome if isinstance(outcome, BaseException) else None)
             log.info("Databricks %s %s attempt %d failed (%s); retrying in %.2f s",
                         method, path, attempt, what, wait)
+            if policy.notify is not None:
+                policy.notify(f"retrying {path.rsplit('/jobs/', 1)[-1]} in {wait:.0f} s "
+                              f"({attempt + 1}/{policy.max_attempts}): {what}")
             policy.sleep(wait)
 
     def _describe(self, outcome: Any) -> str:

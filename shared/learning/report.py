@@ -32,7 +32,8 @@ from shared.store import DecisionRecord
 if TYPE_CHECKING:  # pragma: no cover
     from shared.store.base import Store
 
-__all__ = ["Row", "Report", "build_report", "load_report", "render_text", "render_html", "fmt_duration"]
+__all__ = ["Row", "Report", "build_report", "load_report", "render_text", "render_html", "report_to_dict",
+           "fmt_duration"]
 
 TOP_N = 10
 _RETRIES = (Action.RETRY.value, Action.RETRY_WITH_NEW_PARAMS.value)
@@ -430,3 +431,32 @@ def render_html(report: Report) -> str:
         parts.append('<p class="muted">No decisions in this period.</p>')
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+# --- JSON ----------------------------------------------------------------------------------------
+
+def _row_dict(row: Row) -> dict[str, Any]:
+    return {"category": row.category, "action": row.action, "decisions": row.decisions, "acted": row.acted,
+            "retries_succeeded": row.retries_ok, "retries_failed": row.retries_failed,
+            "retries_running": row.retries_running, "retry_success_rate": row.retry_success_rate,
+            "escalations": row.escalations, "feedback_correct": row.feedback_correct,
+            "feedback_wrong": row.feedback_wrong, "feedback_agreement": row.feedback_agreement,
+            "shadow_agreed": row.shadow_agreed, "shadow_disagreed": row.shadow_disagreed,
+            "shadow_agreement": row.shadow_agreement, "median_recovery_s": row.median_recovery_s}
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    """The report as JSON-ready data (``report -o json``); rates are fractions or null."""
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    return {
+        "since": datetime.fromtimestamp(report.since_ms / 1000, tz=timezone.utc).strftime(iso),
+        "until": datetime.fromtimestamp(report.until_ms / 1000, tz=timezone.utc).strftime(iso),
+        "decisions": report.total.decisions,
+        "modes": dict(report.modes),
+        "total": _row_dict(report.total),
+        "categories": [_row_dict(r) for r in report.categories],
+        "rows": [_row_dict(r) for r in report.rows],
+        "top_jobs": [dict(j) for j in report.top_jobs],
+        "top_fingerprints": [dict(f) for f in report.top_fingerprints],
+        "per_day": [{"day": d, "decisions": n} for d, n in report.per_day],
+    }

@@ -17,7 +17,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import ConfigError, StoreError, StoreUnavailable
+from shared.errors import ConfigError, StoreError, StoreMissing, StoreUnavailable
 from shared.store._sqlite import SqliteStore
 from shared.store._tables import TablesStore, normalize_connection_string
 from shared.store import base
@@ -67,11 +67,24 @@ def storage_choice(settings: Settings) -> tuple[str, str, str]:
                       "or a sqlite:/// URL")
 
 
-def open_store(settings: Settings, *, check: bool = True, credential: TokenCredential | None = None, **options: Any) -> Store:
+def _unreachable(exc: BaseException, where: str, setting: str) -> StoreUnavailable:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if "failed to retrieve a token from the included credentials" in text or "authentication unavailable" in text:
+        return StoreUnavailable(f"no Azure credential found for the decision store at {where}: run `az login`, "
+                                f"or set {setting} to a connection string - {text[:900]}")
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return StoreUnavailable(f"the decision store at {where} is unreachable; check {setting} ({reason})")
+
+
+def open_store(settings: Settings, *, check: bool = True, credential: TokenCredential | None = None,
+               must_exist: bool = False, **options: Any) -> Store:
     """Pick the backend from settings.storage (TRIAGE_STORAGE), else AzureWebJobsStorage,
     else a SQLite file under ./.triage/. Raises StoreUnavailable naming the setting to check.
 
-    ``check`` (default) creates the tables and so proves the store is reachable. ``credential``
+    ``check`` (default) creates the tables and so proves the store is reachable. ``must_exist``
+    (for readers; use with ``check=False``) creates nothing: a SQLite file or a decisions table
+    that is not there raises ``StoreMissing`` naming it (a typo'd path must not become a new,
+    empty store; a reader-only identity cannot create tables anyway). ``credential``
     replaces DefaultAzureCredential for an account URL; ``options`` go to the Table Storage
     client (e.g. ``retry_total``, ``retry_backoff_factor``, ``table_prefix``)."""
     backend, value, setting = storage_choice(settings)
@@ -91,12 +104,21 @@ def open_store(settings: Settings, *, check: bool = True, credential: TokenCrede
         except ValueError as exc:
             raise ConfigError(f"{setting}: {exc}") from exc
         where = getattr(store, "endpoint", "")
+    if must_exist and not check:
+        try:
+            found = store.exists()  # type: ignore[attr-defined]
+        except StoreError as exc:
+            store.close()
+            raise _unreachable(exc, where, setting) from exc
+        if not found:
+            store.close()
+            what = f"no SQLite file {value}" if backend == "sqlite" else f"no decisions table at {store.where}"  # type: ignore[attr-defined]
+            raise StoreMissing(f"no decision store: {what} (check {setting}; nothing was created)")
     if check:
         try:
             store.check()  # type: ignore[attr-defined]
         except StoreError as exc:
             store.close()
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise StoreUnavailable(f"the decision store at {where} is unreachable; check {setting} ({reason})") from exc
+            raise _unreachable(exc, where, setting) from exc
     log.info("decision store: %s", store)
     return store

@@ -160,6 +160,10 @@ class SqliteStore(Store):
                 raise StoreError(f"SQLite store {self.path}: {exc}") from exc
             raise
 
+    def exists(self) -> bool:
+        """True when the database file is there (nothing is created)."""
+        return self.path.is_file()
+
     def check(self) -> None:
         """Open the file and create the tables; StoreUnavailable when that is impossible."""
         try:

@@ -183,6 +183,23 @@ class TablesStore(Store):
     def __repr__(self) -> str:
         return f"TablesStore({self.endpoint!r}, tables={self._decisions_name!r}, {self._state_name!r})"
 
+    def exists(self) -> bool:
+        """True when the decisions table is there: one read of at most one entity, nothing
+        created (a reader-only identity may call it). StoreUnavailable when unreachable."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        try:
+            next(iter(self._decisions.query_entities("PartitionKey eq '~'", results_per_page=1)), None)
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise StoreUnavailable(str(_fault(exc, f"reading table {self._decisions_name}"))) from exc
+        return True
+
+    @property
+    def where(self) -> str:
+        return f"{self.endpoint}/{self._decisions_name}"
+
     def check(self) -> None:
         """Create both tables when absent: the start-up probe. StoreUnavailable when unreachable."""
         from azure.core.exceptions import AzureError

@@ -25,7 +25,7 @@ def test_email_preview_exports_exist():
 
 def test_email_preview_permission_writes_html_and_says_where(tmp_path):
     out_file = tmp_path / "preview.html"
-    code, out, err = _run(["email-preview", str(CORPUS / "dev-001.json"), "-o", str(out_file)])
+    code, out, err = _run(["email-preview", str(CORPUS / "dev-001.json"), "--out", str(out_file)])
     assert code == 0 and err == _NOTE
     subject = "[triage] nightly-etl failed: PERMISSION — owner action needed"
     assert out == f"wrote {out_file}\nTo: owner-26@example.com\nSubject: {subject}\n"

@@ -39,7 +39,7 @@ def closed_port() -> int:
 
 def test_snapshot_command_prints_snapshot_to_stdout(fake_databricks, fake_databricks_env):
     load_three(fake_databricks)
-    code, out, err = run_cli(["snapshot", "--run-id", "6000", "--no-store"], fake_databricks_env)
+    code, out, err = run_cli(["snapshot", "--run-id", "6000", "--no-store", "--quiet"], fake_databricks_env)
     assert (code, err) == (0, "")
     doc = json.loads(out)
     assert doc["run"]["run_id"] == 6000 and list(doc["task_outputs"]) == ["600002"]
@@ -53,7 +53,8 @@ def test_snapshot_command_writes_a_replayable_file(fake_databricks, fake_databri
     code, out, err = run_cli(["snapshot", "--run-id", "6000", "-o", str(target), "--case-id", "oom-1",
                               "--no-store"], fake_databricks_env)
     assert code == 0 and out == ""
-    assert err == f"wrote {target}: run 6000, 1 task output(s)\n"
+    assert err.splitlines()[0] == "note: -o FILE is deprecated, use --out FILE (-o now takes json or table)"
+    assert err.splitlines()[-1] == f"wrote {target}: run 6000, 1 task output(s)"
     snap = load_snapshot(target)
     assert snap.case_id == "oom-1" and snap.failed_tasks[0].error.startswith("java.lang.OutOfMemoryError")
 
@@ -68,7 +69,7 @@ def test_snapshot_command_survives_throttling(fake_databricks, fake_databricks_e
 def test_snapshot_command_refused_token_is_one_line_exit_1(fake_databricks):
     token = make_token()
     env = {"DATABRICKS_HOST": fake_databricks.url, "DATABRICKS_TOKEN": token}
-    code, out, err = run_cli(["snapshot", "--run-id", "6000", "--no-store"], env)
+    code, out, err = run_cli(["snapshot", "--run-id", "6000", "--no-store", "-q"], env)
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and err.startswith("error: DatabricksAuthError: Invalid access token.")
     assert token not in err
@@ -76,13 +77,13 @@ def test_snapshot_command_refused_token_is_one_line_exit_1(fake_databricks):
 
 def test_snapshot_command_unreachable_workspace_is_one_line_exit_1():
     env = {"DATABRICKS_HOST": f"http://127.0.0.1:{closed_port()}", "DATABRICKS_TOKEN": make_token()}
-    code, out, err = run_cli(["snapshot", "--run-id", "1", "--no-store", "--retry-deadline", "0.2"], env)
+    code, out, err = run_cli(["snapshot", "--run-id", "1", "--no-store", "--retry-deadline", "0.2", "-q"], env)
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and err.startswith("error: DatabricksUnavailable: cannot connect to 127.0.0.1")
 
 
 def test_snapshot_command_missing_run_is_exit_1(fake_databricks, fake_databricks_env):
-    code, _, err = run_cli(["snapshot", "--run-id", "42", "--no-store"], fake_databricks_env)
+    code, _, err = run_cli(["snapshot", "--run-id", "42", "--no-store", "-q"], fake_databricks_env)
     assert code == 1 and err.startswith("error: DatabricksNotFound: Run 42 does not exist.")
 
 

@@ -32,7 +32,7 @@ def test_sweep_inline_triages_here(fake_databricks, fake_databricks_env, tmp_pat
     assert f"1 triaged [{run_id}]" in out
     code, out, _ = _run(["decisions", "show", f"{run_id}-0"], env)
     assert code == 0 and json.loads(out)["category"] == "PERMISSION"
-    code, out, _ = _run(["sweep", "--inline", "--format", "json"], env)      # nothing left to do
+    code, out, _ = _run(["sweep", "--inline", "-o", "json"], env)      # nothing left to do
     assert code == 0 and json.loads(out)["workspaces"][0]["already_decided"] == 1
 
 
@@ -53,7 +53,7 @@ def test_sweep_queues_to_the_host_storage(fake_databricks, fake_databricks_env, 
 
 def test_sweep_unknown_workspace_is_one_error_line(fake_databricks_env, tmp_path):
     env = {**fake_databricks_env, "TRIAGE_STORAGE": f"sqlite:///{tmp_path / 't.db'}"}
-    code, _, err = _run(["sweep", "--workspace", "nope"], env)
+    code, _, err = _run(["sweep", "--workspace", "nope", "--quiet"], env)
     assert code == 1 and err.startswith("error: ConfigError: workspace 'nope' is not configured")
 
 

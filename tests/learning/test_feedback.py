@@ -128,7 +128,7 @@ def test_corrections_for_excludes_the_decision_itself(learning_store):
 
 def _cli(argv, env):
     out, err = io.StringIO(), io.StringIO()
-    code = main(argv, env=env, stdout=out, stderr=err)
+    code = main([*argv, "--quiet"], env=env, stdout=out, stderr=err)
     return code, out.getvalue(), err.getvalue()
 
 
