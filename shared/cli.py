@@ -148,6 +148,9 @@ def local_settings(folder: str = ".") -> dict[str, str]:
     return {str(k): str(v) for k, v in values.items() if isinstance(v, (str, int, float, bool))}
 
 
+_REPORTED_BY_THE_COMMAND = ("shared.app.sweep", "shared.app.worker")
+
+
 def _configure_logging(ctx: Context, *, debug: bool) -> None:
     """Warnings (everything with --debug) to stderr, redacted; the Azure SDKs' chatter (e.g. every
     credential DefaultAzureCredential tried) only with --debug, so errors stay one line."""
@@ -164,10 +167,12 @@ def _configure_logging(ctx: Context, *, debug: bool) -> None:
     handler._triage_cli = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
-    # The command reports what these say itself (progress, the summary, the error line): their
-    # log lines would say it a second time.
-    for noisy in ("azure", "urllib3", "httpx", "openai", "shared.app.sweep", "shared.app.worker"):
+    for noisy in ("azure", "urllib3", "httpx", "openai"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.CRITICAL)
+    if not debug:
+        # The command reports what these say itself (progress, the summary, the error line): their
+        # log lines would say it a second time. Filtered on the CLI's handler only.
+        handler.addFilter(lambda record: not record.name.startswith(_REPORTED_BY_THE_COMMAND))
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
