@@ -16,7 +16,8 @@
         │   ├── DatabricksAuthError      401/403: the token or identity was refused
         │   ├── DatabricksNotFound       404 / RESOURCE_DOES_NOT_EXIST
         │   ├── DatabricksConflict       a stale latest_repair_id or an invalid state for the call
-        │   ├── RunAsRefused             the workspace will not let the app run as the job's identity
+        │   ├── ResizeRefused            a resized rerun cannot be sent as planned: the owner is told
+        │   │   └── RunAsRefused         the workspace will not let the app run as the job's identity
         │   └── DatabricksUnavailable    429/5xx/connection errors outlived the retry deadline
         ├── LLMError                 the model could not give a usable answer
         └── NotifyError              an email could not be sent
@@ -43,6 +44,7 @@ __all__ = [
     "DatabricksAuthError",
     "DatabricksNotFound",
     "DatabricksConflict",
+    "ResizeRefused",
     "RunAsRefused",
     "DatabricksUnavailable",
     "LLMError",
@@ -143,7 +145,13 @@ class DatabricksConflict(DatabricksError):
     """The call conflicts with the run's state (e.g. a stale latest_repair_id)."""
 
 
-class RunAsRefused(DatabricksError):
+class ResizeRefused(DatabricksError):
+    """A resized rerun cannot be carried out as planned (the job changed since the failure, a
+    resize of it is still being put back, the workspace refused the job update): nothing more is
+    sent; the owner gets the recommendation instead."""
+
+
+class RunAsRefused(ResizeRefused):
     """The workspace refused a rerun as the job's identity (the app may not act as it): the
     rerun is not sent as anyone else; the owner gets the recommendation instead."""
 

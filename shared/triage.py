@@ -321,7 +321,7 @@ def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: A
          client: DatabricksClient, store: Store, notifier: Notifier) -> TriageResult:
     """decided -> acting (under etag, so one actor) -> acted | failed."""
     from shared.databricks.actions import execute
-    from shared.errors import RunAsRefused, TriageError
+    from shared.errors import ResizeRefused, TriageError
 
     record.status = "acting"
     upd = store.update(record)
@@ -332,7 +332,7 @@ def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: A
     try:
         if final_action in ("RETRY", "RETRY_WITH_NEW_PARAMS"):
             store.add_retry(record.lineage or str(record.run_id))
-            record.action_result = _redact_obj(execute(plan, client))
+            record.action_result = _redact_obj(execute(plan, client, store=store))
         elif final_action in ("SEND_EMAIL", "ESCALATE"):
             result = (notifier.notify(snapshot, decision, record) if notifier is not None
                       else {"status": "not configured"})
@@ -341,7 +341,7 @@ def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: A
         else:
             record.action_result = {"status": "nothing to do"}
         record.status = "failed" if record.notification.get("status") == "failed" else "acted"
-    except RunAsRefused as exc:   # never run as the app: the owner gets the recommendation instead
+    except ResizeRefused as exc:   # e.g. not as the job's identity: the owner gets the recommendation instead
         _owner_instead(record, snapshot, decision, plan, exc, notifier)
     except TriageError as exc:
         record.status = "failed"
@@ -357,7 +357,8 @@ def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: A
 
 def _owner_instead(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: Any, exc: Exception,
                    notifier: Notifier | None) -> None:
-    """The workspace refused the rerun as the job's identity: tell the owner what to change."""
+    """The resized rerun cannot be sent as planned (the workspace refused the job's identity, the
+    job changed since the failure ...): tell the owner what to change."""
     from dataclasses import replace
 
     from shared.models import Action

@@ -22,8 +22,10 @@ Databricks documents no delivery retries for webhooks, so every few minutes (the
    (the next sweep covers the rest; queuing twice is harmless: the worker's claim dedupes).
 
 Then, with each workspace's client: ``shared.triage.act_due`` (act-mode decisions whose back-off
-has passed), ``shared.triage.retry_notifications`` (emails that failed or were never recorded)
-and ``shared.learning.outcomes.check_outcomes`` (the outcome of what was retried, the learning signal).
+has passed), ``shared.triage.retry_notifications`` (emails that failed or were never recorded),
+``shared.learning.outcomes.check_outcomes`` (the outcome of what was retried, the learning signal)
+and ``shared.databricks.inplace.restore_due`` (jobs resized in place put back once their repaired
+tasks have started).
 
 ``sweep()`` takes its collaborators as arguments (tests pass the fake workspace's client and an
 in-memory queue); ``run_sweep()`` builds them from the settings exactly as the timer does.
@@ -377,6 +379,7 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
     ``workspace_ids`` maps a host to its workspace id (default: from the settings). Errors of one
     workspace are reported and the others still swept; only a store outage while reading the
     watermark ends a workspace's sweep early."""
+    from shared.databricks.inplace import restore_due
     from shared.learning.outcomes import RunsSeen, check_outcomes
     from shared.app.runtime import workspaces
     from shared.triage import act_due, retry_notifications
@@ -409,6 +412,9 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
             settings, client=client, store=view, notifier=notifier, now=now if now_ms is not None else None))
         report.outcomes += _call_after(report, f"outcomes ({host})", lambda: check_outcomes(
             settings, client=client, store=view, now_ms=now, seen=seen[host]))
+        # resizes in place (job tag triage.resize=update-job) whose repaired tasks have started: put the job back
+        _call_after(report, f"resize restores ({host})", lambda: restore_due(
+            client, store, notifier, now_s=now / 1000 if now_ms is not None else None))
     log.info("sweep: %s", report.summary())
     return report
 

@@ -10,6 +10,7 @@ asked, the fallback and why. Nothing is sent: shadow mode records ``plan.to_dict
 |---|---|
 | RETRY | ``runs/repair`` with ``rerun_all_failed_tasks``, ``latest_repair_id`` (when the run has repairs) and the run's job parameters and overrides sent again |
 | RETRY_WITH_NEW_PARAMS, job/new clusters | ``runs/submit`` of the failed tasks and their dependents, each with a resized ``new_cluster`` and the run's inputs (``shared.databricks.inputs``); ``run_as`` = the job's identity, ``access_control_list`` for the job's owners; ``idempotency_token`` = the decision key |
+| RETRY_WITH_NEW_PARAMS, job tag ``triage.resize=update-job`` | ``jobs/update`` of only the affected clusters, then ``runs/repair``; the sweep puts the clusters back (``shared.databricks.inplace``) |
 | RETRY_WITH_NEW_PARAMS, serverless | ``runs/repair`` with ``performance_target: PERFORMANCE_OPTIMIZED`` |
 | RETRY_WITH_NEW_PARAMS, all-purpose cluster | none: SEND_EMAIL with the recommendation (a rerun cannot resize it) |
 | RETRY_WITH_NEW_PARAMS, identity unknown or inputs not reproducible | none: SEND_EMAIL with the recommendation and the exact change |
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from shared.databricks.capture import lineage_of, lineage_run_name
 from shared.databricks.client import RUNS_REPAIR, RUNS_SUBMIT
+from shared.databricks.inplace import execute_in_place, plan_in_place, wants_in_place
 from shared.databricks.inputs import job_parameter_values, owners_acl, repair_parameters, run_as_of, task_inputs
 from shared.databricks.resize import bound_cluster_change, resize_cluster
 from shared.errors import DatabricksAuthError, DatabricksConflict, DatabricksError, RunAsRefused
@@ -44,6 +46,7 @@ from shared.snapshot import Snapshot, TaskRun
 if TYPE_CHECKING:  # pragma: no cover
     from shared.databricks.client import DatabricksClient
     from shared.config import Settings
+    from shared.store.base import Store
 
 __all__ = [
     "BACKOFF_S",
@@ -97,7 +100,7 @@ class ActionPlan:
 
     action: Action                     # what will be done (after any fallback)
     requested: Action                  # what the decision asked
-    kind: str                          # repair | submit | notify | none
+    kind: str                          # repair | submit | update_repair | notify | none
     decision_key: str
     run_id: int
     requests: tuple[dict[str, Any], ...] = ()
@@ -107,6 +110,7 @@ class ActionPlan:
     recommendation: str = ""
     changes: tuple[str, ...] = ()      # human-readable resize changes
     notes: tuple[str, ...] = ()        # rejected suggestions and other remarks
+    restore: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # update_repair: what to put back
 
     @property
     def request(self) -> dict[str, Any] | None:
@@ -130,6 +134,7 @@ class ActionPlan:
             "recommendation": self.recommendation,
             "changes": list(self.changes),
             "notes": list(self.notes),
+            **({"restore": copy.deepcopy(dict(self.restore))} if self.restore else {}),
         }
 
 
@@ -283,6 +288,23 @@ def _plan_resize(snapshot: Snapshot, decision: Decision, settings: Settings, *, 
         notes.extend(f"{what}: {r}" for r in rej)
         return new
 
+    if wants_in_place(snapshot) and not legacy:
+        requests, restore, ch, nt, problem = plan_in_place(
+            snapshot, params, settings, cluster_keys=undersized_keys,
+            task_keys={t.task_key for t in roots if id(t) in undersized_tasks and t.task_key},
+            repair_body=_repair_body(snapshot))
+        if problem:
+            notes.append(f"not resized in place ({problem}): a one-time run instead")
+        elif not ch:
+            return _fallback(base, now_ms, "no allowed resize is left: " + ("; ".join(nt[:4]) or "nothing to change"),
+                             "The failure needs more resources than triage may grant: raise the job cluster size or "
+                             "node type, or reduce the data the task processes.", notes=tuple(nt))
+        else:
+            return ActionPlan(action=Action.RETRY_WITH_NEW_PARAMS, kind="update_repair", requests=requests,
+                              restore=restore, not_before=now_ms + wait_ms, changes=tuple(ch), notes=tuple(nt),
+                              recommendation=f"If the job cannot be updated, make this change to the job and repair "
+                                             f"the run: {_change_words(ch)}.", **base)
+
     if legacy:
         included = [tasks[0]]
     else:
@@ -397,16 +419,21 @@ def effective_decision(decision: Decision, plan: ActionPlan) -> Decision:
 
 # --- execute ------------------------------------------------------------------------------------
 
-def execute(plan: ActionPlan, client: DatabricksClient) -> dict[str, Any]:
+def execute(plan: ActionPlan, client: DatabricksClient, store: Store | None = None) -> dict[str, Any]:
     """Send the plan's request(s) through ``client`` (a ``DatabricksClient``).
 
-    Returns ``{"repair_id": N}`` for a repair, ``{"run_id": N}`` for a submit, and
+    Returns ``{"repair_id": N}`` for a repair, ``{"run_id": N}`` for a submit, ``{"repair_id": N,
+    "job_updated": ..., "restore": "pending"}`` for a resize in place (``store`` required), and
     ``{"status": "nothing to send"}`` for notify/none plans (notifying is the caller's, through a
     ``Notifier``). Raises ``DatabricksError`` subclasses; a repair the workspace refuses because
     the run changed since the snapshot (repaired by someone else, or running again) raises
     ``DatabricksConflict`` -- checked by reading the run again, not by parsing the message."""
     if not plan.requests:
         return {"status": "nothing to send"}
+    if plan.kind == "update_repair":
+        if store is None:
+            raise ValueError("a resize in place needs the store (its pending restore lives there)")
+        return execute_in_place(plan.requests, plan.restore, client, store, send_repair=_send_repair)
     result: dict[str, Any] = {}
     for req in plan.requests:
         endpoint = (req["method"], req["path"])

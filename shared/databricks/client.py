@@ -58,6 +58,7 @@ __all__ = [
     "RUNS_REPAIR",
     "RUNS_SUBMIT",
     "RUN_NOW",
+    "JOBS_UPDATE",
     "Credential",
     "PatCredential",
     "AzureIdentityCredential",
@@ -78,6 +79,7 @@ RUNS_LIST = ("GET", "/api/2.2/jobs/runs/list")
 RUNS_REPAIR = ("POST", "/api/2.2/jobs/runs/repair")
 RUNS_SUBMIT = ("POST", "/api/2.2/jobs/runs/submit")
 RUN_NOW = ("POST", "/api/2.2/jobs/run-now")
+JOBS_UPDATE = ("POST", "/api/2.2/jobs/update")
 
 # runs/get returns at most 100 elements of these arrays per page (follow next_page_token).
 _PAGED_RUN_ARRAYS = ("tasks", "job_clusters", "job_parameters", "repair_history", "iterations")
@@ -448,6 +450,11 @@ class DatabricksClient:
     def run_now(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """run-now. Re-sent on transient failures only when it carries an idempotency_token."""
         return self._request(RUN_NOW, body=dict(body), idempotent=bool(body.get("idempotency_token")))
+
+    def update_job(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """jobs/update (``job_id``, ``new_settings``, ``fields_to_remove``). The same update sent
+        twice leaves the job as once, so it is re-sent on transient failures."""
+        return self._request(JOBS_UPDATE, body=dict(body), idempotent=True)
 
     # --- the one place HTTP happens ---
     def _url(self, path: str, params: Mapping[str, Any] | None = None) -> str:

@@ -1,0 +1,296 @@
+"""Resize in place (job tag ``triage.resize=update-job``): change the job, repair the run, put the
+job back. The rerun stays in the run's history and runs as the job, like any repair.
+
+A repair re-runs tasks "with the current job and task settings", so the bigger cluster has to be
+in the job while the repaired tasks launch, and only then:
+
+1. ``plan_in_place`` (pure): the affected clusters as the job has them now (``saved``), and the
+   bounded change (``applied``): job clusters by ``job_cluster_key``, or the whole task entry for a
+   task with its own ``new_cluster`` (``jobs/update`` replaces array entries whole, by key).
+2. ``execute_in_place``: ``jobs/get`` again; if the affected clusters are no longer what the plan
+   saw, someone edited the job: nothing is sent (``ResizeRefused``, the owner is told). Otherwise
+   the pending-restore entry is written to the store first (kind ``resize_restore``, one entry per
+   workspace holding every job with a resize in place; a job with one already pending is not
+   resized again), then ``jobs/update`` with only the affected clusters, then ``runs/repair``
+   with ``latest_repair_id`` and the run's parameters. A repair that is refused puts the job
+   back at once.
+3. ``restore_due`` (one call from every sweep): once the repaired tasks have left PENDING (their
+   cluster spec is fixed at launch), or the run has ended, ``jobs/get`` and put back each affected
+   cluster that still holds exactly what we applied. A cluster someone edited since is left alone
+   and the owner is told what we changed. A crash between any two steps leaves the entry, so the
+   next sweep finishes the job: an entry still ``updating`` after ``STALE_UPDATING_S`` is treated
+   as a crash (there is no repair to wait for) and put back at once; one whose tasks never start
+   is put back after ``MAX_WAIT_S``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Mapping
+
+from shared.databricks.client import JOBS_UPDATE, RUNS_REPAIR
+from shared.databricks.resize import resize_cluster
+from shared.errors import DatabricksError, DatabricksNotFound, DatabricksUnavailable, ResizeRefused, StoreError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from shared.config import Settings
+    from shared.databricks.client import DatabricksClient
+    from shared.notify.notifier import Notifier
+    from shared.snapshot import Snapshot
+    from shared.store.base import Store
+
+__all__ = ["TAG", "TAG_VALUE", "KIND", "STALE_UPDATING_S", "MAX_WAIT_S", "wants_in_place", "plan_in_place",
+           "execute_in_place", "restore_due", "pending_restores"]
+
+log = logging.getLogger(__name__)
+
+TAG, TAG_VALUE = "triage.resize", "update-job"
+KIND = "resize_restore"            # TriageState kind; key = the workspace host
+STALE_UPDATING_S = 600             # an entry still "updating" this long: the process that wrote it died
+MAX_WAIT_S = 6 * 3600              # repaired tasks that never start: put the job back anyway
+_NOT_STARTED = frozenset({"PENDING", "QUEUED", "BLOCKED", "WAITING_FOR_RETRY", ""})
+
+
+def wants_in_place(snapshot: Snapshot) -> bool:
+    return snapshot.tags.get(TAG, "").strip().lower() == TAG_VALUE
+
+
+def plan_in_place(snapshot: Snapshot, params: Mapping[str, Any], settings: Settings, *,
+                  cluster_keys: set[str], task_keys: set[str], repair_body: Mapping[str, Any]
+                  ) -> tuple[tuple[dict[str, Any], ...], dict[str, Any], list[str], list[str], str]:
+    """``(requests, restore, changes, notes, problem)``; ``problem`` non-empty when the job's
+    settings do not hold the affected clusters (the caller then takes the one-time-run path)."""
+    job_settings = (snapshot.job or {}).get("settings") or {}
+    saved: dict[str, list[dict[str, Any]]] = {"job_clusters": [], "tasks": []}
+    applied: dict[str, list[dict[str, Any]]] = {"job_clusters": [], "tasks": []}
+    changes: list[str] = []
+    notes: list[str] = []
+    by_key = {str(jc.get("job_cluster_key")): jc for jc in job_settings.get("job_clusters") or []
+              if isinstance(jc, Mapping) and isinstance(jc.get("new_cluster"), Mapping)}
+    tasks = {str(t.get("task_key")): t for t in job_settings.get("tasks") or [] if isinstance(t, Mapping)}
+    for key in sorted(cluster_keys):
+        if key not in by_key:
+            return (), {}, [], [], f"the job's settings have no job cluster {key}"
+        new, ch, rej = resize_cluster(by_key[key]["new_cluster"], params, settings)
+        saved["job_clusters"].append(copy.deepcopy(dict(by_key[key])))
+        applied["job_clusters"].append({**copy.deepcopy(dict(by_key[key])), "new_cluster": new})
+        changes.extend(f"job cluster {key}: {c}" for c in ch)
+        notes.extend(f"job cluster {key}: {r}" for r in rej)
+    for key in sorted(task_keys):
+        task = tasks.get(key)
+        if task is None or not isinstance(task.get("new_cluster"), Mapping):
+            return (), {}, [], [], f"the job's settings have no task {key} with its own cluster"
+        new, ch, rej = resize_cluster(task["new_cluster"], params, settings)
+        saved["tasks"].append(copy.deepcopy(dict(task)))
+        applied["tasks"].append({**copy.deepcopy(dict(task)), "new_cluster": new})
+        changes.extend(f"task {key} cluster: {c}" for c in ch)
+        notes.extend(f"task {key} cluster: {r}" for r in rej)
+    new_settings = {k: v for k, v in applied.items() if v}
+    requests = ({"method": JOBS_UPDATE[0], "path": JOBS_UPDATE[1],
+                 "body": {"job_id": snapshot.job_id, "new_settings": new_settings}},
+                {"method": RUNS_REPAIR[0], "path": RUNS_REPAIR[1], "body": dict(repair_body)})
+    restore = {"job_id": snapshot.job_id, "run_id": snapshot.run_id, "decision_key": snapshot.decision_key,
+               "tasks": sorted({t.task_key for t in snapshot.failed_tasks if t.task_key and not t.state.upstream}),
+               "saved": {k: v for k, v in saved.items() if v}, "applied": new_settings,
+               "changes": list(changes)}
+    notes.append("in place (job tag triage.resize=update-job): jobs/update, then runs/repair; the job's clusters "
+                 "are put back once the repaired tasks have started")
+    return requests, restore, changes, notes, ""
+
+
+# --- the affected part of a job ---------------------------------------------------------------
+
+def _affected(job: Mapping[str, Any], like: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """The job's current entries for the keys in ``like`` (None where an entry is gone)."""
+    settings = job.get("settings") or {}
+    out: dict[str, list[Any]] = {}
+    for field, key in (("job_clusters", "job_cluster_key"), ("tasks", "task_key")):
+        if like.get(field):
+            current = {e.get(key): e for e in settings.get(field) or [] if isinstance(e, Mapping)}
+            out[field] = [copy.deepcopy(current.get(e.get(key))) for e in like[field]]
+    return out
+
+
+def _load(store: Store, host: str) -> tuple[dict[str, Any], str | None]:
+    entry = store.state_get(KIND, host)
+    jobs = entry.value.get("jobs") if entry else None
+    return (dict(jobs) if isinstance(jobs, Mapping) else {}), (entry.etag if entry else None)
+
+
+def _change(store: Store, host: str, fn: Any, attempts: int = 20) -> Any:
+    """Read-modify-write the workspace's pending restores under etag; ``fn(jobs)`` edits in place
+    and returns a result (raise to abort)."""
+    for _ in range(attempts):
+        jobs, etag = _load(store, host)
+        result = fn(jobs)
+        value = {"jobs": jobs}
+        put = store.state_put(KIND, host, value, etag=etag) if etag else store.state_put(KIND, host, value,
+                                                                                          if_absent=True)
+        if put is not None:
+            return result
+    raise StoreError(f"pending restores of {host}: too much contention after {attempts} attempts")
+
+
+def pending_restores(store: Store, host: str) -> dict[str, Any]:
+    """The jobs of ``host`` whose resize in place has not been put back yet (job id -> entry)."""
+    return _load(store, host)[0]
+
+
+# --- execute ----------------------------------------------------------------------------------
+
+def execute_in_place(requests: tuple[Mapping[str, Any], ...], restore: Mapping[str, Any], client: DatabricksClient,
+                     store: Store, *, send_repair: Any, now_s: float | None = None) -> dict[str, Any]:
+    """jobs/update, runs/repair, and a pending restore for the sweep (see the module docstring).
+    ``send_repair(client, body)`` sends the repair (``shared.databricks.actions`` passes its own,
+    which tells a stale ``latest_repair_id`` from other refusals)."""
+    now = time.time() if now_s is None else now_s
+    job_id = str(restore["job_id"])
+    update_body, repair_body = requests[0]["body"], requests[1]["body"]
+    job = client.get_job(int(restore["job_id"]))
+    if _affected(job, restore["saved"]) != {k: list(v) for k, v in restore["saved"].items()}:
+        raise ResizeRefused(f"job {job_id} changed since the failure: its clusters are not what the resize was "
+                            "planned on, so it was not updated")
+    entry = {**copy.deepcopy(dict(restore)), "state": "updating", "since": now, "host": client.host}
+
+    def add(jobs: dict[str, Any]) -> None:
+        if job_id in jobs:
+            raise ResizeRefused(f"a resize of job {job_id} (run {jobs[job_id].get('run_id')}) is still waiting to be "
+                                "put back: not resized again until it is")
+        jobs[job_id] = entry
+
+    _change(store, client.host, add)
+    try:
+        client.update_job(update_body)
+    except DatabricksUnavailable:
+        raise          # it may have landed: the entry stays, the sweep puts back whatever is there
+    except DatabricksError as exc:
+        _change(store, client.host, lambda jobs: jobs.pop(job_id, None))
+        raise ResizeRefused(f"the workspace refused to update job {job_id}: {exc.message}", status=exc.status,
+                            error_code=exc.error_code, method=exc.method, url=exc.url) from exc
+    try:
+        result = send_repair(client, repair_body)
+    except DatabricksError:
+        try:
+            _put_back(client, store, job_id, entry, None)
+        except DatabricksError as again:
+            log.warning("job %s: could not put the clusters back after a refused repair (%s); the sweep will",
+                        job_id, again)
+        raise
+
+    def repaired(jobs: dict[str, Any]) -> None:
+        if job_id in jobs:
+            jobs[job_id] = {**jobs[job_id], "state": "repaired", "repair_id": result.get("repair_id"), "since": now}
+
+    _change(store, client.host, repaired)
+    return {**result, "job_updated": job_id, "restore": "pending"}
+
+
+# --- restore ----------------------------------------------------------------------------------
+
+def _started(run: Mapping[str, Any], tasks: list[str]) -> bool:
+    from shared.snapshot import RunState
+
+    if RunState.from_api(run).terminal and not _repair_running(run):
+        return True
+    wanted = [t for t in run.get("tasks") or [] if isinstance(t, Mapping) and t.get("task_key") in set(tasks)]
+    if not wanted:
+        return False
+    return all(RunState.from_api(t).life_cycle_state not in _NOT_STARTED for t in wanted)
+
+
+def _repair_running(run: Mapping[str, Any]) -> bool:
+    from shared.snapshot import RunState
+
+    repairs = [h for h in run.get("repair_history") or [] if isinstance(h, Mapping) and h.get("type") == "REPAIR"]
+    return bool(repairs) and not RunState.from_api(repairs[-1]).terminal
+
+
+def _put_back(client: DatabricksClient, store: Store, job_id: str, entry: Mapping[str, Any],
+              notifier: Notifier | None) -> dict[str, Any]:
+    """Restore what still holds exactly what we applied; report the rest. Drops the entry."""
+    try:
+        job = client.get_job(int(job_id))
+    except DatabricksNotFound:
+        _change(store, client.host, lambda jobs: jobs.pop(job_id, None))
+        return {"job_id": job_id, "status": "job deleted"}
+    saved, applied = entry["saved"], entry["applied"]
+    current = _affected(job, saved)
+    restore: dict[str, list[Any]] = {}
+    edited: list[str] = []
+    for field, key in (("job_clusters", "job_cluster_key"), ("tasks", "task_key")):
+        for now_e, saved_e, applied_e in zip(current.get(field, []), saved.get(field, []), applied.get(field, [])):
+            if now_e == saved_e:
+                continue                     # never changed, or already put back
+            if now_e == applied_e:
+                restore.setdefault(field, []).append(saved_e)
+            else:
+                edited.append(f"{field[:-1].replace('_', ' ')} {saved_e.get(key)}")
+    if restore:
+        client.update_job({"job_id": int(job_id), "new_settings": restore})
+    status = "restored" if not edited else "edited since: not restored"
+    outcome = {"job_id": job_id, "run_id": entry.get("run_id"), "status": status,
+               "restored": sorted(e.get("job_cluster_key") or e.get("task_key") for v in restore.values() for e in v),
+               "left_alone": edited, "changes": list(entry.get("changes") or [])}
+    if edited:
+        outcome["notification"] = _tell_owner(store, job, entry, edited, notifier)
+    _record(store, entry, outcome)
+    _change(store, client.host, lambda jobs: jobs.pop(job_id, None))
+    return outcome
+
+
+def _tell_owner(store: Store, job: Mapping[str, Any], entry: Mapping[str, Any], edited: list[str],
+                notifier: Notifier | None) -> dict[str, Any]:
+    from shared.models import Action, Category, Decision
+    from shared.snapshot import parse_snapshot
+
+    if notifier is None:
+        return {"status": "not configured"}
+    changes = "; ".join(entry.get("changes") or [])
+    reason = (f"RESOURCE -> SEND_EMAIL: triage resized job {entry.get('job_id')} in place for run {entry.get('run_id')} "
+              f"({changes}) and was to put it back, but {', '.join(edited)} changed since: left as it is now")
+    fix = (f"Check the job's clusters. Triage made this change: {changes}. Undo it by hand if the edit made since "
+           "did not already.")
+    decision = Decision(Category.RESOURCE, Action.SEND_EMAIL, 1.0, "policy", reason, suggested_fix=fix,
+                        fingerprint=f"resize-restore-{entry.get('job_id')}")
+    snapshot = parse_snapshot({"run": {"run_id": int(entry.get("run_id") or 0), "job_id": int(entry["job_id"]),
+                                       "state": {"life_cycle_state": "TERMINATED"}}, "job": dict(job)})
+    record = store.get(str(entry.get("decision_key")), str(entry["job_id"]))
+    if record is None:
+        return {"status": "failed", "error": "the decision record is gone"}
+    return dict(notifier.notify(snapshot, decision, replace(record, decision_key=f"{record.decision_key}-restore")))
+
+
+def _record(store: Store, entry: Mapping[str, Any], outcome: Mapping[str, Any]) -> None:
+    try:
+        record = store.get(str(entry.get("decision_key")), str(entry["job_id"]))
+        if record is not None:
+            record.action_result = {**dict(record.action_result or {}), "restore": dict(outcome)}
+            store.update(record)
+    except StoreError as exc:   # the audit note is advisory; the restore itself is done
+        log.warning("could not note the restore of job %s on its decision: %s", entry.get("job_id"), exc)
+
+
+def restore_due(client: DatabricksClient, store: Store, notifier: Notifier | None = None, *,
+                now_s: float | None = None) -> list[dict[str, Any]]:
+    """Put back every resize in place of ``client``'s workspace that is due (called by every sweep)."""
+    now = time.time() if now_s is None else now_s
+    done: list[dict[str, Any]] = []
+    for job_id, entry in sorted(pending_restores(store, client.host).items()):
+        age = now - float(entry.get("since") or 0)
+        try:
+            if entry.get("state") == "updating":
+                due = age >= STALE_UPDATING_S
+            else:
+                try:
+                    run = client.get_run(int(entry["run_id"]), include_history=True)
+                    due = _started(run, list(entry.get("tasks") or [])) or age >= MAX_WAIT_S
+                except DatabricksNotFound:
+                    due = True
+            if due:
+                done.append(_put_back(client, store, job_id, entry, notifier))
+        except (DatabricksError, StoreError) as exc:   # one job's trouble must not stop the others
+            log.warning("restore of job %s after its resize in place failed (%s); next sweep", job_id, exc)
+    return done
