@@ -4,6 +4,7 @@
              ─► decide (shared.decide.policy.decide)
              ─► [LLM when the rules are unsure: shared.llm.consult]
              ─► enforce the safety invariants (shared.decide.policy.enforce)
+             ─► [a retry on less than firm evidence: the model may veto it, shared.llm.veto]
              ─► claim the decision key (shared.store) ─► act (shared.databricks.actions) ─► record
 
 ``decide`` is the offline part (no network unless an LLM is configured and allowed).
@@ -98,6 +99,11 @@ def decide(
         failed_retries_of_fingerprint=failed_retries,
         retried=retried,
     )
+    if decision.action.is_retry and use_llm and (llm is not None or settings.llm_configured):
+        # A retry resting on less than firm evidence gets the model's second opinion: veto only.
+        from shared.llm.veto import second_opinion
+
+        decision = second_opinion(snapshot, classification, decision, settings, store=store, backend=llm)
     return _with_evidence_notes(decision, snapshot)
 
 

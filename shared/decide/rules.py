@@ -37,7 +37,7 @@ from typing import Callable
 
 from shared.models import DETERMINISTIC, Category, EvidenceKind
 
-__all__ = ["Rule", "RULES", "RULES_BY_ID", "rules_of_kind", "get_rule"]
+__all__ = ["Rule", "RULES", "RULES_BY_ID", "SYMPTOMS", "rules_of_kind", "get_rule"]
 
 C = Category
 K = EvidenceKind
@@ -635,6 +635,17 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+# Rows whose match is a *symptom* a fixed condition can surface as — a connection refused, reset
+# or timed out, a time-out, a lost executor or driver, a cluster that stopped — rather than a
+# named transient cause (throttling, cloud capacity, a concurrent writer, a structured code). A
+# retry that rests on one of these alone is not firm: the model is asked for a second opinion
+# first and may veto it (shared.llm.veto).
+SYMPTOMS = frozenset({
+    "exc.network", "text.connection", "text.connect-timeout", "text.http-server-error", "text.timed-out",
+    "text.executor-lost", "text.cluster-state", "text.startup",
+})
+
+
 def _check_unique() -> dict[str, Rule]:
     by_id: dict[str, Rule] = {}
     for r in RULES:
@@ -649,6 +660,8 @@ def _check_unique() -> dict[str, Rule]:
 
 
 RULES_BY_ID = _check_unique()
+if SYMPTOMS - set(RULES_BY_ID):
+    raise ValueError(f"SYMPTOMS names unknown rules: {sorted(SYMPTOMS - set(RULES_BY_ID))}")
 _BY_KIND: dict[EvidenceKind, tuple[Rule, ...]] = {
     k: tuple(r for r in RULES if r.kind is k) for k in EvidenceKind
 }
