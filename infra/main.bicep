@@ -7,7 +7,7 @@
 // multi-parameter lambdas, no decorators on properties of user-defined types, and comparisons
 // inside ternaries are parenthesised. See docs/deploy.md.
 
-metadata description = 'Databricks job-failure triage on Azure Functions Flex Consumption (FC1, Python 3.11).'
+metadata description = 'Databricks job-failure triage on Azure Functions Flex Consumption (FC1, Python 3.13).'
 
 targetScope = 'resourceGroup'
 

@@ -512,9 +512,13 @@ def test_function_app_is_https_only_tls12_with_system_identity():
     assert _text(site["properties"]["serverFarmId"]) == "plan.id"
 
 
-def test_function_app_runtime_is_python_311_in_function_app_config():
+def test_function_app_runtime_is_python_313_in_function_app_config():
+    """What runs is what tests/host tests: Python 3.13 with the worker release requirements.txt pins."""
     config = _one(_module("functionapp"), "Microsoft.Web/sites")["properties"]["functionAppConfig"]
-    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    assert config["runtime"] == {"name": "python", "version": "3.13"}
+    pins = [line for line in (ROOT / "requirements.txt").read_text().splitlines()
+            if line.startswith("azure-functions-runtime")]
+    assert pins == ['azure-functions-runtime>=1.3,<1.4; python_version >= "3.13"']
     assert set(config["scaleAndConcurrency"]) == {"maximumInstanceCount", "instanceMemoryMB"}
     storage = config["deployment"]["storage"]
     assert storage["type"] == "blobContainer"

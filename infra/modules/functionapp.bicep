@@ -1,4 +1,5 @@
-// Flex Consumption (FC1) Linux function app running Python 3.11, with a system-assigned identity.
+// Flex Consumption (FC1) Linux function app running Python 3.13 (the version tests/host runs the app
+// under the real Functions Python worker with), with a system-assigned identity.
 // Everything storage-related is identity-based: the deployment package container, the host's
 // AzureWebJobsStorage connection and the app's own tables and queues. On FC1 the runtime lives in
 // functionAppConfig.runtime, so FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION,
@@ -91,7 +92,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       }
       runtime: {
         name: 'python'
-        version: '3.11'
+        version: '3.13'
       }
     }
   }
