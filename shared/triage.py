@@ -253,7 +253,8 @@ def triage_run(run_id: int, settings: Settings, *, client: DatabricksClient, sto
     ``triage`` command's entry point."""
     from shared.databricks.capture import capture_snapshot
 
-    snapshot = capture_snapshot(client, run_id, workspace_host=workspace or getattr(client, "host", ""), store=store,
+    # The lineage's retry count is read once, by triage_snapshot (not here as well).
+    snapshot = capture_snapshot(client, run_id, workspace_host=workspace or getattr(client, "host", ""), store=None,
                                 max_outputs=settings.max_task_outputs)
     return triage_snapshot(snapshot, settings, client=client, store=store, notifier=notifier, mode=mode,
                            workspace=workspace, use_llm=use_llm, act_now=act_now, llm=llm)
@@ -281,6 +282,10 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Databrick
     from shared.databricks.capture import lineage_of
 
     lineage_retries = store.retries(lineage_of(snapshot.run))
+    if lineage_retries != int(snapshot.history.get("prior_retries") or 0):
+        from dataclasses import replace
+
+        snapshot = replace(snapshot, history={**snapshot.history, "prior_retries": lineage_retries})
     decision = decide(snapshot, settings, store=store, llm=llm, use_llm=use_llm, prior_retries=lineage_retries)
     plan = _no_rerun_from_partial_definition(plan_action(snapshot, decision, settings, now_ms=now_ms()), snapshot)
     decision = effective_decision(decision, plan)  # e.g. a resize that cannot be done becomes an email
@@ -393,8 +398,8 @@ def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notif
         if rec.status != "decided" or rec.mode != "act" or rec.not_before > now:
             continue
         try:
-            snapshot = capture_snapshot(client, rec.run_id, workspace_host=rec.workspace, store=None,
-                                        max_outputs=settings.max_task_outputs)
+            # The decision is made: confirm the run's state (runs/get) and read the job, no outputs.
+            snapshot = capture_snapshot(client, rec.run_id, workspace_host=rec.workspace, store=None, outputs=False)
         except Exception as exc:  # noqa: BLE001 - one run's trouble must not stop the others
             log.warning("cannot re-read run %s for its due action: %s", rec.run_id, exc)
             continue
@@ -441,7 +446,7 @@ def retry_notifications(settings: Settings, *, client: DatabricksClient, store: 
         else:
             try:
                 snapshot = capture_snapshot(client, rec.run_id, workspace_host=rec.workspace, store=None,
-                                        max_outputs=settings.max_task_outputs)
+                                            outputs=False)
             except Exception as exc:  # noqa: BLE001 - one run's trouble must not stop the others
                 log.warning("cannot re-read run %s to resend its email: %s", rec.run_id, exc)
                 continue

@@ -220,6 +220,8 @@ class Runtime:
     client_kwargs: dict[str, Any] = field(default_factory=dict)
     owns: tuple[str, ...] = ("secrets", "store", "notifier")   # what close() closes
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+    # A process-wide cache of clients (``process_runtime``): kept open across invocations.
+    shared_clients: dict[tuple, Any] | None = field(default=None, repr=False)
 
     @property
     def workspaces(self) -> list[Workspace]:
@@ -227,8 +229,16 @@ class Runtime:
 
     def client(self, workspace: Workspace | None = None) -> "DatabricksClient":
         ws = workspace or workspace_for_host(self.settings, "")
-        if ws.host not in self._clients:
-            self._clients[ws.host] = build_client(self.settings, self.secrets, workspace=ws, **self.client_kwargs)
+        if ws.host in self._clients:
+            return self._clients[ws.host]
+        if self.shared_clients is not None and not self.client_kwargs:
+            key = _client_key(self.settings, ws)
+            with _process_lock:
+                client = self.shared_clients.get(key)
+                if client is None:
+                    client = self.shared_clients[key] = build_client(self.settings, self.secrets, workspace=ws)
+            return client
+        self._clients[ws.host] = build_client(self.settings, self.secrets, workspace=ws, **self.client_kwargs)
         return self._clients[ws.host]
 
     def close(self) -> None:
@@ -275,9 +285,22 @@ def open_runtime(settings: "Settings", *, store: "Store | None" = None, secrets:
 
 # --- per-process reuse for the Functions triggers ------------------------------------------------
 
-_process_lock = threading.Lock()
+_process_lock = threading.RLock()
 _process_stores: dict[tuple[str, str, str], Any] = {}
 _process_secrets: dict[tuple[str, int], Any] = {}
+_process_clients: dict[tuple, Any] = {}
+
+
+def _client_key(settings: "Settings", workspace: Workspace) -> tuple:
+    """What a Databricks client depends on (never a secret's value: a rotated token is read
+    through the secret reader, and an Entra token is refreshed by its credential)."""
+    token_tag = ""
+    if settings.databricks_auth == "pat" and not settings.key_vault_url:
+        import hashlib
+
+        # an app setting changed under a warm process: a new client (the digest stays in memory)
+        token_tag = hashlib.sha256(str(settings.extra.get("DATABRICKS_TOKEN", "")).encode()).hexdigest()[:16]
+    return (workspace.host, settings.databricks_auth, settings.key_vault_url, settings.secret_cache_ttl_s, token_tag)
 
 
 def process_secrets(settings: "Settings") -> "SecretProvider":
@@ -294,9 +317,11 @@ def process_secrets(settings: "Settings") -> "SecretProvider":
 
 def process_runtime(settings: "Settings") -> Runtime:
     """A ``Runtime`` for one function invocation that reuses, within this process, the store
-    (one per storage configuration: its tables are created once, its connections kept) and the
-    Key Vault secret reader (``process_secrets``). Closing the runtime closes only what is per
-    invocation (Databricks clients, the notifier, an environment secret reader)."""
+    (one per storage configuration: its tables are created once, its connections kept), the
+    Key Vault secret reader (``process_secrets``) and the Databricks clients (one per workspace
+    and auth settings: its HTTPS session keeps its connections, its credential its Entra token
+    until shortly before it expires). Closing the runtime closes only what is per invocation
+    (the notifier, an environment secret reader)."""
     from shared.store import storage_choice
 
     store_key = storage_choice(settings)
@@ -305,4 +330,6 @@ def process_runtime(settings: "Settings") -> Runtime:
         if store is None:
             store = _process_stores[store_key] = build_store(settings)
     secrets = process_secrets(settings)
-    return open_runtime(settings, store=store, secrets=secrets if settings.key_vault_url else None)
+    rt = open_runtime(settings, store=store, secrets=secrets if settings.key_vault_url else None)
+    rt.shared_clients = _process_clients
+    return rt

@@ -103,7 +103,8 @@ def snapshot_from_answers(run: Any, outputs: Mapping[str, Any], job: Any, histor
 
 
 def capture_snapshot(client: DatabricksClient, run_id: int, *, workspace_host: str, store: Store | None = None,
-                     case_id: str = "", max_outputs: int = DEFAULT_MAX_TASK_OUTPUTS) -> Snapshot:
+                     case_id: str = "", max_outputs: int = DEFAULT_MAX_TASK_OUTPUTS,
+                     outputs: bool = True) -> Snapshot:
     """Fetch run, failed-task outputs and job, and return them as a ``Snapshot``.
 
     Raises what ``runs/get`` raises (e.g. ``DatabricksNotFound``, ``DatabricksAuthError``,
@@ -115,7 +116,10 @@ def capture_snapshot(client: DatabricksClient, run_id: int, *, workspace_host: s
     task outputs are read, the most likely root cause first; the rest are listed in
     ``history.outputs_skipped``. A job that no longer exists leaves ``job`` null (also recorded);
     any other ``jobs/get`` error is raised, because without the job's tags the policy could act
-    against a job's wishes (e.g. ``triage.ignore``)."""
+    against a job's wishes (e.g. ``triage.ignore``).
+
+    ``outputs=False`` reads no ``runs/get-output`` (for a decision already made: acting on it
+    needs the run's current state and the job, not the error text again)."""
     from shared.databricks.client import is_retryable
 
     answer = client.get_run(run_id, include_history=True)
@@ -125,9 +129,9 @@ def capture_snapshot(client: DatabricksClient, run_id: int, *, workspace_host: s
         raise DatabricksError(f"runs/get for run {run_id} answered without a run_id")
     notes: list[dict[str, Any]] = []
     probe = snapshot_from_answers(run, {}, None, {}, workspace_host=workspace_host, source=f"run {run_id}")
-    outputs: dict[str, Any] = {}
+    task_outputs: dict[str, Any] = {}
     has_tasks = bool(run.get("tasks"))
-    wanted = _root_cause_order([t for t in probe.failed_tasks if not t.state.upstream])
+    wanted = _root_cause_order([t for t in probe.failed_tasks if not t.state.upstream]) if outputs else []
     limit = max(1, int(max_outputs))
     skipped = [t.task_key or str(t.run_id) for t in wanted[limit:]]
     for task in wanted[:limit]:
@@ -137,7 +141,7 @@ def capture_snapshot(client: DatabricksClient, run_id: int, *, workspace_host: s
                           "message": "the task has no run_id; output not fetched"})
             continue
         try:
-            outputs[str(target)] = client.get_run_output(target)
+            task_outputs[str(target)] = client.get_run_output(target)
         except DatabricksError as exc:
             if is_retryable(exc):
                 raise      # passing: the queue retries the triage; deciding without the error text is guessing
@@ -157,6 +161,6 @@ def capture_snapshot(client: DatabricksClient, run_id: int, *, workspace_host: s
         history["capture_errors"] = notes
     if skipped:
         history["outputs_skipped"] = {"count": len(skipped), "limit": limit, "tasks": skipped[:50]}
-    snap = snapshot_from_answers(answer, outputs, job, history, workspace_host=workspace_host, case_id=case_id,
+    snap = snapshot_from_answers(answer, task_outputs, job, history, workspace_host=workspace_host, case_id=case_id,
                                  source=f"{workspace_host or 'workspace'} run {run_id}")
     return snap

@@ -119,3 +119,40 @@ def test_process_runtime_reuses_the_store_and_key_vault_reader(tmp_path):
     vault = _s(KEY_VAULT_URL="https://kv-example.vault.azure.net")
     assert process_secrets(vault) is process_secrets(vault)
     assert process_secrets(s) is not process_secrets(s)                  # environment: read afresh
+
+
+def test_process_runtime_reuses_databricks_clients_their_session_and_credential(tmp_path, fake_databricks):
+    from shared.app.runtime import process_runtime
+
+    env = dict(TRIAGE_STORAGE=f"sqlite:///{tmp_path / 'c.db'}", DATABRICKS_HOST=fake_databricks.url,
+               DATABRICKS_TOKEN=fake_databricks.token)
+    with process_runtime(_s(**env)) as first:
+        client = first.client()
+        client.get_run(fake_databricks.load({"run": {"run_id": 61, "state": {"life_cycle_state": "RUNNING"}}}))
+        session, credential = client._session, client.credential
+    with process_runtime(_s(**env)) as second:           # the next invocation on a warm instance
+        again = second.client()
+        assert again is client and again._session is session and again.credential is credential
+        assert again.get_run(61)["run_id"] == 61          # still open: not closed with the first runtime
+    with process_runtime(_s(**{**env, "DATABRICKS_TOKEN": TOKEN})) as changed:
+        assert changed.client() is not client           # other settings: another client
+    with open_runtime(_s(**env), store=first.store) as per_call:
+        assert per_call.client() is not client          # a plain runtime builds its own
+
+
+def test_sessions_trust_the_environment_only_when_a_proxy_or_ca_bundle_is_set(monkeypatch, fake_databricks):
+    from shared.databricks import DatabricksClient, uses_environment
+
+    assert not uses_environment({"PATH": "/bin"})
+    assert uses_environment({"https_proxy": "http://proxy.internal:3128"})
+    assert uses_environment({"REQUESTS_CA_BUNDLE": "/etc/ssl/corp.pem"})
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+                 "NETRC", "https_proxy", "http_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with DatabricksClient(fake_databricks.url, PatCredential(fake_databricks.token)) as plain:
+        list(plain.list_runs())
+        assert plain._session.trust_env is False
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    with DatabricksClient(fake_databricks.url, PatCredential(fake_databricks.token)) as proxied:
+        list(proxied.list_runs())
+        assert proxied._session.trust_env is True
