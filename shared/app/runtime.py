@@ -292,15 +292,15 @@ _process_clients: dict[tuple, Any] = {}
 
 
 def _client_key(settings: "Settings", workspace: Workspace) -> tuple:
-    """What a Databricks client depends on (never a secret's value: a rotated token is read
-    through the secret reader, and an Entra token is refreshed by its credential)."""
-    token_tag = ""
-    if settings.databricks_auth == "pat" and not settings.key_vault_url:
-        import hashlib
+    """What a Databricks client depends on: the workspace, the Key Vault, and every Databricks or
+    Azure identity setting (as a digest kept in memory only, never a value: when an app setting
+    changes under a warm process, the next invocation gets a new client)."""
+    import hashlib
 
-        # an app setting changed under a warm process: a new client (the digest stays in memory)
-        token_tag = hashlib.sha256(str(settings.extra.get("DATABRICKS_TOKEN", "")).encode()).hexdigest()[:16]
-    return (workspace.host, settings.databricks_auth, settings.key_vault_url, settings.secret_cache_ttl_s, token_tag)
+    auth = sorted((k, str(v)) for k, v in settings.extra.items()
+                  if k.startswith(("DATABRICKS_", "ARM_", "AZURE_CLIENT_", "AZURE_TENANT_")))
+    digest = hashlib.sha256(repr(auth).encode()).hexdigest()[:16]
+    return (workspace.host, settings.databricks_auth, settings.key_vault_url, settings.secret_cache_ttl_s, digest)
 
 
 def process_secrets(settings: "Settings") -> "SecretProvider":
