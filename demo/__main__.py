@@ -10,11 +10,10 @@ queued, and triaged by the worker.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-__all__ = ["register", "run", "main"]
+__all__ = ["register", "run", "main", "would_send"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,20 +25,31 @@ def register(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _request_summary(req: dict | None) -> str:
-    if not req:
+def would_send(action: str, plan: dict | None) -> str:
+    """The WOULD SEND column: what each path would send, with the change list in words."""
+    plan = plan or {}
+    requests = plan.get("requests") or []
+    changes = "; ".join(plan.get("changes") or [])
+    if action in ("SEND_EMAIL", "ESCALATE"):
+        who = plan.get("notify") or ("escalation" if action == "ESCALATE" else "owner")
+        return f"email ({who})" + (f" with the change: {changes}" if changes else "")
+    if not requests:
         return "-"
-    body = req.get("body") or {}
-    keys = {k: body[k] for k in ("rerun_all_failed_tasks", "rerun_tasks", "latest_repair_id",
-                                 "performance_target", "idempotency_token") if k in body}
-    if "tasks" in body:
-        sizes = []
-        for t in body["tasks"]:
-            nc = t.get("new_cluster") or {}
-            w = nc.get("num_workers", (nc.get("autoscale") or {}).get("max_workers"))
-            sizes.append(f"{t.get('task_key')}:{nc.get('node_type_id', '?')}x{w}")
-        keys["tasks"] = sizes
-    return f"{req.get('method')} {req.get('path')} {json.dumps(keys, separators=(',', ':'))}"
+    paths = [str(r.get("path", "")).rsplit("/api/2.2/", 1)[-1].replace("jobs/runs/", "runs/") for r in requests]
+    kind = plan.get("kind")
+    if kind == "submit":
+        run_as = requests[0].get("body", {}).get("run_as") or {}
+        who = (f"service principal {run_as['service_principal_name']}" if run_as.get("service_principal_name")
+               else f"user {run_as.get('user_name', '?')}")
+        return f"runs/submit (one-time run as {who}): {changes}"
+    if kind == "update_repair":
+        return f"{' + '.join(paths)}, then the job put back: {changes}"
+    body = requests[0].get("body") or {}
+    extra = [f"latest_repair_id {body['latest_repair_id']}"] if "latest_repair_id" in body else []
+    if body.get("job_parameters"):
+        extra.append("job parameters " + ", ".join(sorted(body["job_parameters"])))
+    what = f"{paths[0]} of all failed tasks" + (f" ({'; '.join(extra)})" if extra else "")
+    return what + (f": {changes}" if changes else "")
 
 
 def run(args, ctx) -> int:
@@ -57,7 +67,7 @@ def run(args, ctx) -> int:
         shutil.rmtree(out)
     (out / "emails").mkdir(parents=True)
     settings = Settings.from_env({"TRIAGE_MODE": "shadow", "TRIAGE_STORAGE": f"sqlite:///{out / 'triage.db'}",
-                                  "TRIAGE_NODE_TYPE_LADDER": "Standard_DS3_v2,Standard_DS4_v2,Standard_DS5_v2",
+                                  "TRIAGE_NODE_TYPE_LADDER": "Standard_E8ds_v5,Standard_E16ds_v5,Standard_E32ds_v5",
                                   "TRIAGE_MAX_WORKERS": "16", "TRIAGE_PUBLIC_BASE_URL": "https://triage.example.net"})
     paths = list(iter_snapshot_paths([args.examples]))
     snapshots = {load_snapshot(p).run_id: load_snapshot(p) for p in paths}
@@ -80,14 +90,11 @@ def run(args, ctx) -> int:
             rec = result.record
             rows.append({"run": snap.case_id, "category": rec.category, "action": rec.action,
                          "conf": f"{rec.confidence:.2f}",
-                         "would send": _request_summary((rec.action_request.get("requests") or [None])[0])
-                         if rec.action in ("RETRY", "RETRY_WITH_NEW_PARAMS") else
-                         f"email ({rec.action_request.get('notify') or 'owner'})" if rec.action in ("SEND_EMAIL", "ESCALATE")
-                         else "-"})
+                         "would send": would_send(rec.action, rec.action_request)})
             if rec.action in ("SEND_EMAIL", "ESCALATE"):
                 write_preview(snap, decision_of_record(rec), settings, out / "emails" / f"{snap.case_id}.html")
         ctx.stdout.write(render_table(rows, columns=("run", "category", "action", "conf", "would send"),
-                                      widths={"would send": 110}) + "\n\n")
+                                      widths={"would send": 150}) + "\n\n")
         writes = fake.writes
         ctx.stdout.write(f"Requests that changed anything in the workspace: {len(writes)} (shadow mode sends none).\n")
 

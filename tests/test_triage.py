@@ -54,7 +54,8 @@ def test_triage_driver_side_limit_submits_a_bigger_driver_not_more_workers(fake_
     before = next(iter(original.values()))
     for t in submit.body["tasks"]:
         assert t["new_cluster"]["num_workers"] == before["num_workers"]
-        assert t["new_cluster"]["spark_conf"]["spark.driver.maxResultSize"] == "8g"
+        # the error names the limit (spark.driver.maxResultSize=1073741824): x2
+        assert t["new_cluster"]["spark_conf"]["spark.driver.maxResultSize"] == "2g"
     assert submit.body["run_as"] == {"user_name": fake_databricks.job(result.record.job_id)["creator_user_name"]}
     assert not fake_databricks.requests_to("runs/repair")
 

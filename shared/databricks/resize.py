@@ -13,7 +13,8 @@ conf keys only from ``TRIAGE_SPARK_CONF_ALLOWLIST``; every other field unchanged
 bounds it. ``params`` may name the knob (``shared.decide.knob``: ``knob`` = driver / disk /
 executors) and suggest ``num_workers``, ``max_workers`` (autoscale) or ``num_workers_factor``;
 ``node_type_id`` (alias ``node_type``) or ``node_type_step``; ``driver_node_type_step``;
-``driver_max_result_size_factor``; ``spark_conf`` (a mapping). Without a knob and without
+``driver_max_result_size_factor`` (x the cluster's ``spark.driver.maxResultSize``, else the limit the
+error reported, ``driver_max_result_size_seen``, else the Databricks default); ``spark_conf``. Without a knob and without
 suggestions: workers x2 and one node type step (the behaviour before knobs).
 """
 
@@ -220,7 +221,8 @@ def _propose(spec: Mapping[str, Any], params: Mapping[str, Any], settings: Setti
             factor_f = min(2.0, float(factor))
         except (TypeError, ValueError):
             factor_f = 0.0
-        current = (spec.get("spark_conf") or {}).get(MAX_RESULT_SIZE_KEY, DEFAULT_MAX_RESULT_SIZE)
+        current = (spec.get("spark_conf") or {}).get(MAX_RESULT_SIZE_KEY) \
+            or params.get("driver_max_result_size_seen") or DEFAULT_MAX_RESULT_SIZE
         bigger = _size_times(str(current), factor_f) if factor_f > 1 else None
         if bigger:
             conf[MAX_RESULT_SIZE_KEY] = bigger

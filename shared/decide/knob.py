@@ -8,7 +8,7 @@ specific places come first); ``knob_params(hit)`` turns the place into the bound
 
 | place | knob | suggestion |
 |---|---|---|
-| driver | the driver | ``driver_node_type_step: 1`` (one step up ``TRIAGE_NODE_TYPE_LADDER``); for a result-size limit also ``driver_max_result_size_factor: 2`` (``spark.driver.maxResultSize``, allow-listed) |
+| driver | the driver | ``driver_node_type_step: 1`` (one step up ``TRIAGE_NODE_TYPE_LADDER``); for a result-size limit also ``driver_max_result_size_factor: 2`` (``spark.driver.maxResultSize``, allow-listed) and the limit the error reports (``driver_max_result_size_seen``) |
 | disk | local disk | ``node_type_step: 1`` (a larger node has more local disk) |
 | executors | the executors | ``num_workers_factor: 2``, or one node type step when the workers are at their bound |
 | unknown | the executors | as executors: a memory failure with no sign of the driver is most often an executor's |
@@ -91,6 +91,7 @@ class Hit:
     place: str
     row: WhereRow | None = None
     matched: str = ""
+    limit: str = ""          # the result-size limit the error reports, as a Spark size ("1g"), if any
 
     @property
     def knob(self) -> str:
@@ -129,8 +130,24 @@ def where_it_hit(classification: Classification) -> Hit:
             m = row.pattern.search(text)
             if m:
                 matched = " ".join(m.group(0).split())
-                return Hit(row.place, row, matched if len(matched) <= 60 else matched[:57] + "...")
+                return Hit(row.place, row, matched if len(matched) <= 60 else matched[:57] + "...",
+                           limit=next((x for x in map(_limit_in, texts) if x), "") if row.result_size else "")
     return Hit("unknown")
+
+
+_LIMIT = re.compile(r"maxResultSize\s*(?:=\s*(\d+)\b|\(\s*(\d+(?:\.\d+)?)\s*([KMGT])i?B\s*\))", re.IGNORECASE)
+
+
+def _limit_in(text: str) -> str:
+    """The limit the error names: 'maxResultSize=1073741824' -> '1073741824' (bytes),
+    'maxResultSize (4.0 GiB)' -> '4g', '(1024.0 MiB)' -> '1024m'."""
+    m = _LIMIT.search(text)
+    if not m:
+        return ""
+    if m.group(1):
+        return m.group(1)
+    number = float(m.group(2))
+    return f"{number:g}{m.group(3).lower()}" if not number.is_integer() else f"{int(number)}{m.group(3).lower()}"
 
 
 def knob_params(hit: Hit) -> dict[str, Any]:
@@ -139,6 +156,8 @@ def knob_params(hit: Hit) -> dict[str, Any]:
         params: dict[str, Any] = {"knob": "driver", "driver_node_type_step": 1}
         if hit.row is not None and hit.row.result_size:
             params["driver_max_result_size_factor"] = 2
+            if hit.limit:
+                params["driver_max_result_size_seen"] = hit.limit
         return params
     if hit.place == "disk":
         return {"knob": "disk", "node_type_step": 1}

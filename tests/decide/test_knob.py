@@ -26,7 +26,8 @@ def test_every_row_matches_its_example_and_places_it(row):
 
 @pytest.mark.parametrize("error, place, knob", [
     ("Total size of serialized results of 12 tasks (4.1 GiB) is bigger than spark.driver.maxResultSize (4.0 GiB)",
-     "driver", {"knob": "driver", "driver_node_type_step": 1, "driver_max_result_size_factor": 2}),
+     "driver", {"knob": "driver", "driver_node_type_step": 1, "driver_max_result_size_factor": 2,
+                "driver_max_result_size_seen": "4g"}),
     ("Driver is up but is not responsive, likely due to GC.", "driver", {"knob": "driver", "driver_node_type_step": 1}),
     ("java.io.IOException: No space left on device", "disk", {"knob": "disk", "node_type_step": 1}),
     ("ExecutorLostFailure (executor 3 exited caused by one of the running tasks) Reason: Container killed by YARN",
@@ -55,3 +56,15 @@ def test_the_decision_reason_names_the_knob_and_why():
 
 def test_unknown_place_says_so():
     assert "no sign of the driver" in Hit("unknown").because()
+
+
+@pytest.mark.parametrize("error, limit", [
+    ("exceeds limit of spark.driver.maxResultSize=1073741824. You can disable broadcasts", "1073741824"),
+    ("Total size of serialized results of 5 tasks (1030.2 MiB) is bigger than spark.driver.maxResultSize "
+     "(1024.0 MiB)", "1024m"),
+    ("Total size of serialized results of 5 tasks (2.1 GiB) is bigger than spark.driver.maxResultSize", ""),
+])
+def test_the_limit_the_error_names_is_read(error, limit):
+    hit = where_it_hit(_classification(error))
+    assert hit.place == "driver" and hit.limit == limit
+    assert knob_params(hit).get("driver_max_result_size_seen", "") == limit
