@@ -197,7 +197,8 @@ RULES: tuple[Rule, ...] = (
       r"UC_NOT_ENABLED.*|UNITY_CATALOG_.*NOT_ENABLED.*|UC_.*NOT_SUPPORTED.*|INVALID_SECRET.*|SECRET_.*NOT_FOUND.*|"
       r"NOTEBOOK_NOT_FOUND.*|WIDGET_.*|MISSING_.*PARAMETER.*|REQUIRES_SINGLE_PART_NAMESPACE.*|"
       r"NOT_SUPPORTED_WITH_SERVERLESS.*|.*_NOT_SUPPORTED_IN_SHARED_CLUSTER.*|UNSUPPORTED_.*MODE.*|"
-      r"JVM_ATTRIBUTE_NOT_SUPPORTED.*|.*NOT_SUPPORTED_IN_SPARK_CONNECT.*|.*_NOT_ALLOWED_ON_.*CLUSTER.*",
+      r"JVM_ATTRIBUTE_NOT_SUPPORTED.*|.*NOT_SUPPORTED_IN_SPARK_CONNECT.*|.*_NOT_ALLOWED_ON_.*CLUSTER.*|NOT_IMPLEMENTED.*|"
+      r"OPERATION_REQUIRES_UNITY_CATALOG.*",
       C.CONFIGURATION, 0.88, "INVALID_PARAMETER_VALUE"),
     R("class.timeout", K.ERROR_CLASS,
       r".*TIMEOUT.*|.*TIMED_OUT.*|DEADLINE_EXCEEDED.*",
@@ -279,7 +280,8 @@ RULES: tuple[Rule, ...] = (
     R("exc.config", K.EXCEPTION, r"MissingConfigException|ConfigException|ConfigurationException|"
       r"InputWidgetNotDefined|WidgetNotDefined(Exception)?|InvalidConfigurationException|"
       r"IllegalConfigurationException|ConfigError|MissingSecretException|SecretNotFoundException|"
-      r"ConfigurationPropertyNotFoundException|KeyProviderException|InvalidConfigurationValueException",
+      r"ConfigurationPropertyNotFoundException|KeyProviderException|InvalidConfigurationValueException|"
+      r"ReceiverDisconnectedException|BadConfigException",
       C.CONFIGURATION, 0.88, "MissingConfigException"),
     R("exc.restricted", K.EXCEPTION, r"Py4JSecurityException|SparkConnectGrpcException403|"
       r"UnsupportedOperationExceptionShared|SecurityManagerException",
@@ -316,7 +318,8 @@ RULES: tuple[Rule, ...] = (
       r"\binvalid (username|user name|credentials?)\b|\b(incorrect|wrong) (username|user name|password)\b|"
       r"\bUNAUTHENTICATED\b|\b401\b[^\n]{0,20}\bUnauthori[sz]ed\b|\bUnauthori[sz]ed\b[^\n]{0,20}\b401\b|"
       r"\b(token|credentials?|client secret|secret|password) (has |have |is )?expired\b|"
-      r"\bexpired (access )?(token|credentials?|client secret|password)\b",
+      r"\bexpired (access )?(token|credentials?|client secret|password)\b|"
+      r"\b(HTTP )?(response|status)[ _-]?code\W{0,3}40[13]\b|\btoo many 40[13] error responses\b",
       C.PERMISSION, 0.9,
       'java.net.SocketException: Connection reset\nCaused by: org.postgresql.util.PSQLException: FATAL: password '
       'authentication failed for user "etl"'),
@@ -327,7 +330,8 @@ RULES: tuple[Rule, ...] = (
       r"\bdoes(n't| not) match any of the subject alternative names\b|\bhostname .{1,120}? (doesn't|does not|did not) match\b|"
       r"\bhandshake_failure\b|\bprotocol_version\b|\bNo appropriate protocol\b|\bwrong version number\b|"
       r"\bunsupported protocol\b|\bReceived fatal alert: (handshake_failure|protocol_version|certificate_\w+|bad_certificate)\b|"
-      r"\btrustServerCertificate\b|\bcertificate (is not trusted|not trusted|chain)\b",
+      r"\btrustServerCertificate\b|\bcertificate (is not trusted|not trusted|chain)\b|"
+      r"\bCertificate(Expired|NotYetValid)?Exception\b|\bvalidate the server name in a certificate\b",
       C.CONFIGURATION, 0.9,
       "javax.net.ssl.SSLHandshakeException: PKIX path building failed: unable to find valid certification path to "
       "requested target"),
@@ -344,18 +348,24 @@ RULES: tuple[Rule, ...] = (
       "com.microsoft.sqlserver.jdbc.SQLServerException: The TCP/IP connection to the host DESKTOP-4F2K, port 1433 "
       "has failed. Error: Connection refused.", check=_host_never_resolves),
     R("veto.endpoint-missing", K.VETO,
-      r"\bENDPOINT_NOT_FOUND\b|\bNo API found for\b|"
+      r"\bENDPOINT_NOT_FOUND\b|\bNo API found for\b|\btoo many 404 error responses\b|"
       r"\bnot (available|supported|allowed) (on|in|for|with) (serverless|shared|this) (compute|clusters?|access mode|workspace)\b|"
       r"\b(denied|blocked) by (the )?(network|egress|serverless network) polic(y|ies)\b|"
       r"\bnetwork polic(y|ies)\b[^\n]{0,80}\b(denied|blocked|not allowed)\b|"
       r"\bprivate (link|endpoint)\b[^\n]{0,60}\b(not (configured|approved)|rejected)\b",
       C.CONFIGURATION, 0.88,
       "ConnectionError: ('Connection aborted.') ... Access to storage.example.com is denied by network policy"),
+    R("veto.client-non-retryable", K.VETO,
+      r"\bno-retry-reason=non-retryable\b|\bnon-retryable error\b",
+      C.CONFIGURATION, 0.85,
+      "Error during request to server. Error properties: attempt=1/30, method=OpenSession, "
+      "no-retry-reason=non-retryable error"),
     R("veto.incompatible-version", K.VETO,
       r"\bNoSuchMethodError\b|\bNoClassDefFoundError\b(?!: Could not initialize class)|\bClassNotFoundException\b|"
       r"\bIncompatibleClassChangeError\b|\bAbstractMethodError\b|\bUnsupportedClassVersionError\b|\bNoSuchFieldError\b|"
       r"\b(client|driver|server|protocol|API) version\b[^\n]{0,80}\b(is not supported|not supported|incompatible|unsupported|"
-      r"too old|no longer supported)\b|\b(incompatible|unsupported) (client|driver|server|protocol) version\b",
+      r"too old|no longer supported)\b|\b(incompatible|unsupported) (client|driver|server|protocol) version\b|"
+      r"\bthis client only supports\b|\bIncompatible [\w.\-]{1,40} version\b",
       C.DEPENDENCY, 0.9,
       "java.util.concurrent.TimeoutException: Futures timed out after [300 seconds]\n"
       "Caused by: java.lang.NoSuchMethodError: 'scala.collection.immutable.Seq org.apache.spark.sql.types.StructType.toAttributes()'",
@@ -494,7 +504,10 @@ RULES: tuple[Rule, ...] = (
       r"\bUnity Catalog is not enabled\b|\bnot supported on (shared|serverless)\b|\bis not allowed in (shared|serverless)\b|"
       r"\bRepo .{1,80}? not found\b|\bGit .{0,40}?(checkout|clone) failed\b|\binvalid (git )?(branch|reference)\b|"
       r"\bmissing (required )?(environment variable|config(uration)? key|parameter)\b|\bUnknown (config|configuration) key\b|"
-      r"\bInvalid configuration value detected\b|\bFailure to initiali[sz]e configuration\b|\bKeyProviderException\b|"
+      r"\bInvalid configuration value detected\b|\bFailure to initiali[sz]e configuration|"
+      r"\bConfiguration [\w.\-]{3,120} is not available\b|\bis not enabled (on|for) this (cluster|workspace|compute)\b|"
+      r"\b(is )?(enabled|supported|available) only (on|for|in)\b.{0,80}\b(clusters?|compute|warehouses?|access mode)\b|"
+      r"\byou must create a pipeline\b|\bKeyProviderException\b|"
       r"\bNo such (secret|scope)\b|\bcluster policy\b.{0,80}\b(violat|invalid|not allowed)|"
       r"\bINVALID_ARGUMENT\b|\bUNSUPPORTED_INSTANCE_TYPE\b|\bBOOTSTRAP_TIMEOUT_DUE_TO_MISCONFIG\b|"
       r"\b[A-Z]+_(VNET|NETWORK|NSG|SUBNET|SECURITY_GROUP)_CONFIGURATION_FAILURE\b|\bNETWORK_CONFIGURATION_FAILURE\b|"
@@ -538,6 +551,10 @@ RULES: tuple[Rule, ...] = (
       r"\bSize of broadcasted table far exceeds\b|\bbroadcast .{0,40}?(exceeds|too large)\b|\bToo large frame\b",
       C.RESOURCE, 0.9, "Total size of serialized results of 2689 tasks (2.0 GB) is bigger than spark.driver.maxResultSize"),
     # TIMEOUT (before NETWORK: a read time-out is a time-out)
+    R("text.kafka-metadata-timeout", K.PHRASE,
+      r"\bTimeout expired while fetching topic metadata\b|\bTimed out waiting for a node assignment\b|"
+      r"\bnot present in metadata after \d+ ?ms\b",
+      C.TIMEOUT, 0.9, "org.apache.kafka.common.errors.TimeoutException: Timeout expired while fetching topic metadata"),
     R("text.timeout", K.PHRASE,
       r"\bFutures timed out\b|\btimed out after\b|\bRead timed out\b|"
       r"\bdeadline exceeded\b|\bTimeout (waiting|exceeded|expired)\b|\bheartbeat(s)? (timed out|timeout)\b|"
@@ -568,7 +585,7 @@ RULES: tuple[Rule, ...] = (
       C.NETWORK, 0.82, "java.net.SocketException: Connection reset"),
     R("text.http-server-error", K.PHRASE, r"\b50[0234] Server Error\b|\bMax retries exceeded with url\b|"
       r"\bFailed to connect to\b|\bFailed to establish a new connection\b|\bbecame unreachable\b.{0,40}\b(502|503|504)\b|"
-      r"\bUNAVAILABLE\b.{0,80}\b(grpc|rpc|channel)\b|\bgrpc\b.{0,80}\bUNAVAILABLE\b",
+      r"\bUNAVAILABLE\b.{0,80}\b(grpc|rpc|channel)\b|\bgrpc\b.{0,80}\bUNAVAILABLE\b|\bBackend Error\b|\bbackendError\b",
       C.NETWORK, 0.8, "requests.exceptions.HTTPError: 503 Server Error: Service Unavailable for url"),
     R("text.throttled", K.PHRASE,
       r"\b503 Slow Down\b|\bSlow ?Down\b.{0,40}\b503\b|\bStatus Code: 503\b|\b503 Service Unavailable\b|"
@@ -614,7 +631,8 @@ RULES: tuple[Rule, ...] = (
       C.INFRASTRUCTURE, 0.88, "Spark encountered an error during startup. Driver down"),
     R("text.platform-not-ready", K.PHRASE,
       r"\bfilesystem is not ready\b|\bnot fully initialized yet\b|\bMETASTORE_COMPONENT_UNHEALTHY\b|"
-      r"\bmetastore (is )?(down|unavailable|unhealthy)\b|\bworkspace is (temporarily )?unavailable\b",
+      r"\bmetastore (is )?(down|unavailable|unhealthy)\b|\bworkspace is (temporarily )?unavailable\b|"
+      r"\bSession handle\b.{0,120}\b(has not been initialized|had already closed)\b",
       C.INFRASTRUCTURE, 0.9, "Cluster library installation failed on the driver because the filesystem is not ready"),
     # CONCURRENCY
     R("text.concurrent", K.PHRASE,
@@ -626,7 +644,8 @@ RULES: tuple[Rule, ...] = (
       r"\bexceeded the concurrent (limit|request limit)\b|\bconcurrent (request|run)s? limit\b|"
       r"\bREQUEST_LIMIT_EXCEEDED\b|\btoken bucket limit\b|\bAPI rate limit\b|\bexceeding (the )?rate limit\b|"
       r"\bschema of your Delta table has changed .{0,60}?since your DataFrame\b|"
-      r"\brate limit (has been |was )?exceeded\b|\bRESOURCE_EXHAUSTED\b",
+      r"\brate limit (has been |was )?exceeded\b|\bRESOURCE_EXHAUSTED\b|\b(status|response)[ _-]?code\W{0,3}429\b|"
+      r"\btoo many 429 error responses\b",
       C.CONCURRENCY, 0.86, "Files were added to the root of the table by a concurrent update"),
     # CANCELED
     R("text.canceled", K.PHRASE, r"\bRun cancell?ed\b|\bcancell?ed by (user|the user|\S+@\S+)\b|"
@@ -642,7 +661,7 @@ RULES: tuple[Rule, ...] = (
 # first and may veto it (shared.llm.veto).
 SYMPTOMS = frozenset({
     "exc.network", "text.connection", "text.connect-timeout", "text.http-server-error", "text.timed-out",
-    "text.executor-lost", "text.cluster-state", "text.startup",
+    "text.executor-lost", "text.cluster-state", "text.startup", "text.kafka-metadata-timeout",
 })
 
 

@@ -1,7 +1,7 @@
 """Every labelled corpus: an accuracy floor and zero unsafe retries (a RETRY or
 RETRY_WITH_NEW_PARAMS where the label says SEND_EMAIL, IGNORE or ESCALATE).
 
-``dev`` is the development corpus. ``validation`` to ``validation9`` are blind sets built from
+``dev`` is the development corpus. ``validation`` to ``validation10`` are blind sets built from
 other public failure reports and labelled before the rules saw them; the figure measured then is
 the honest estimate of how the rules generalise, and it is kept below. The rules were widened
 from each set's misses afterwards, so the floors now guard against regressions.
@@ -57,6 +57,17 @@ CORPORA = (
     Corpus("validation7", "validation7-labels.jsonl", 0.95, blind="34/40, 0 unsafe"),
     Corpus("validation8", "validation8-labels.jsonl", 0.95, blind="25/25, 0 unsafe"),
     Corpus("validation9", "validation9-labels.jsonl", 0.9, blind="13/14, 0 unsafe"),
+    Corpus("validation10", "validation10-labels.jsonl", 0.85, blind="42/61, 8 unsafe", known_unsafe={
+        "v10-003": "Kafka's 'Timeout expired while fetching topic metadata' here meant missing SASL settings, but the "
+                   "same words come from a broker that is briefly unreachable: kept a TIMEOUT symptom, so the model "
+                   "is asked before the retry and a repeat after one retry goes to the owner.",
+        "v10-036": "'Premature end of Content-Length delimited message body' was a bug of one filesystem client "
+                   "version; the text carries nothing that tells it from a connection cut mid-transfer.",
+        "v10-046": "'Failed to reach the driver' (DRIVER_ERROR) with a METASTORE_DOWN cluster event was a network "
+                   "route to the legacy Hive metastore; the structured evidence says platform fault.",
+        "v10-051": "A connection time-out raised by a library built for another Spark version: nothing in the text "
+                   "names the version conflict.",
+    }),
 )
 
 
