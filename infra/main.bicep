@@ -70,6 +70,16 @@ param emailDefaultTo array = []
 @description('On-call list for ESCALATE mail.')
 param emailEscalationTo array = []
 
+@description('Channels for SEND_EMAIL notices, tried in order: email, pagerduty, teams, slack, webhook. Their URLs and keys go to Key Vault.')
+param notifyVia array = [
+  'email'
+]
+
+@description('Channels for ESCALATE pages, tried in order (e.g. pagerduty then email).')
+param escalateVia array = [
+  'email'
+]
+
 @description('Where Azure Communication Services keeps data at rest.')
 param emailDataLocation string = 'United States'
 
@@ -229,7 +239,8 @@ var openAiDeployment = (openAiMode == 'create') ? openAi!.outputs.deploymentName
 
 // Every non-secret setting the code reads (shared/config.py). The secret ones (DATABRICKS_TOKEN,
 // TRIAGE_WEBHOOK_USERNAME/PASSWORD, TRIAGE_FEEDBACK_SIGNING_KEY, AZURE_OPENAI_API_KEY,
-// OPENAI_API_KEY, ACS_CONNECTION_STRING) are left unset: the app reads them from KEY_VAULT_URL.
+// OPENAI_API_KEY, ACS_CONNECTION_STRING, PAGERDUTY_ROUTING_KEY, TEAMS_WEBHOOK_URL,
+// SLACK_WEBHOOK_URL, TRIAGE_WEBHOOK_URL, TRIAGE_WEBHOOK_SECRET) are left unset: the app reads them from KEY_VAULT_URL.
 // Host storage, telemetry and TRIAGE_PUBLIC_BASE_URL are set in modules/functionapp.bicep.
 var triageSettings = {
   TRIAGE_MODE: triageMode
@@ -266,6 +277,10 @@ var triageSettings = {
   TRIAGE_HOPELESS_AFTER: '3'
   TRIAGE_HOPELESS_WINDOW: '7d'
   TRIAGE_MAX_TASK_OUTPUTS: '20'
+  TRIAGE_NOTIFY_VIA: join(notifyVia, ',')
+  TRIAGE_ESCALATE_VIA: join(escalateVia, ',')
+  TRIAGE_INCIDENT_WINDOW: '30m'
+  PAGERDUTY_EVENTS_URL: 'https://events.pagerduty.com/v2/enqueue'
 }
 
 module functionApp './modules/functionapp.bicep' = {

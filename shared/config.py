@@ -14,7 +14,7 @@ from typing import Mapping
 
 from shared.errors import ConfigError
 
-__all__ = ["Settings", "SECRET_SETTINGS", "parse_duration"]
+__all__ = ["Settings", "SECRET_SETTINGS", "CHANNELS", "parse_duration"]
 
 # Settings whose value is a secret: read through shared.secrets (Key Vault when KEY_VAULT_URL
 # is set, the environment otherwise). The Key Vault secret name is the setting's name in lower
@@ -27,7 +27,17 @@ SECRET_SETTINGS = (
     "TRIAGE_WEBHOOK_USERNAME",
     "TRIAGE_WEBHOOK_PASSWORD",
     "TRIAGE_FEEDBACK_SIGNING_KEY",
+    "PAGERDUTY_ROUTING_KEY",
+    "TEAMS_WEBHOOK_URL",
+    "SLACK_WEBHOOK_URL",
+    "TRIAGE_WEBHOOK_URL",
+    "TRIAGE_WEBHOOK_SECRET",
 )
+
+# Notification channels by name (TRIAGE_NOTIFY_VIA, TRIAGE_ESCALATE_VIA, job tags
+# triage.notify_via / triage.escalate_via). A name only ever selects a channel configured here.
+CHANNELS = ("email", "pagerduty", "teams", "slack", "webhook")
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -76,6 +86,26 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float = 0.0, h
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     raw = env.get(name, "")
     return tuple(p.strip() for p in raw.replace(";", ",").split(",") if p.strip())
+
+
+def _channels(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.lower() for n in _list(env, name)))
+    unknown = [n for n in names if n not in CHANNELS]
+    if unknown:
+        raise ConfigError(f"{name}: unknown channel {', '.join(map(repr, unknown))} (use {', '.join(CHANNELS)})")
+    return names or default
+
+
+def _events_url(env: Mapping[str, str]) -> str:
+    from urllib.parse import urlsplit
+
+    raw = (env.get("PAGERDUTY_EVENTS_URL") or PAGERDUTY_EVENTS_URL).strip()
+    parts = urlsplit(raw)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if not parts.hostname or parts.username or parts.password or parts.query \
+            or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
+        raise ConfigError(f"PAGERDUTY_EVENTS_URL: {raw!r} is not an https URL like {PAGERDUTY_EVENTS_URL}")
+    return raw
 
 
 def _duration(env: Mapping[str, str], name: str, default: str) -> int:
@@ -128,6 +158,10 @@ class Settings:
     hopeless_after: int = 3                   # TRIAGE_HOPELESS_AFTER: failed auto-retries of a fingerprint
     hopeless_window_s: int = 7 * 86400        # TRIAGE_HOPELESS_WINDOW
     max_task_outputs: int = 20                # TRIAGE_MAX_TASK_OUTPUTS: task outputs read per failed run
+    notify_via: tuple[str, ...] = ("email",)  # TRIAGE_NOTIFY_VIA: channels for SEND_EMAIL, in order
+    escalate_via: tuple[str, ...] = ("email",)  # TRIAGE_ESCALATE_VIA: channels for ESCALATE, in order
+    pagerduty_events_url: str = PAGERDUTY_EVENTS_URL  # PAGERDUTY_EVENTS_URL (tests, regional endpoints)
+    incident_window_s: int = 1800             # TRIAGE_INCIDENT_WINDOW: escalations that join one incident
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -179,6 +213,10 @@ class Settings:
             hopeless_after=_int(e, "TRIAGE_HOPELESS_AFTER", 3, 1, 100),
             hopeless_window_s=_duration(e, "TRIAGE_HOPELESS_WINDOW", "7d"),
             max_task_outputs=_int(e, "TRIAGE_MAX_TASK_OUTPUTS", 20, 1, 1000),
+            notify_via=_channels(e, "TRIAGE_NOTIFY_VIA", ("email",)),
+            escalate_via=_channels(e, "TRIAGE_ESCALATE_VIA", ("email",)),
+            pagerduty_events_url=_events_url(e),
+            incident_window_s=_duration(e, "TRIAGE_INCIDENT_WINDOW", "30m"),
             extra=e,
         )
         if e.get("TRIAGE_SPARK_CONF_ALLOWLIST"):

@@ -21,6 +21,8 @@
         │   └── DatabricksUnavailable    429/5xx/connection errors outlived the retry deadline
         ├── LLMError                 the model could not give a usable answer
         └── NotifyError              an email could not be sent
+            └── ChannelError         a PagerDuty / Teams / Slack / webhook POST failed (carries
+                                     the channel, the status and whether a retry may help; never the URL)
 
 Every ServiceError carries `status` (HTTP status or None), `error_code` (the service's own
 code or None), `method` and `url` (never with credentials in it). Raise with `from`.
@@ -49,6 +51,7 @@ __all__ = [
     "DatabricksUnavailable",
     "LLMError",
     "NotifyError",
+    "ChannelError",
 ]
 
 
@@ -166,3 +169,17 @@ class LLMError(ServiceError):
 
 class NotifyError(ServiceError):
     """An email could not be sent."""
+
+
+class ChannelError(NotifyError):
+    """A chat, paging or webhook channel refused a message or did not answer. ``channel`` names
+    it (``pagerduty``, ``teams``, ``slack``, ``webhook``); ``retryable`` says whether sending again
+    later may help (429, 5xx, no answer) or not (400: the message itself is wrong; 401/403/404:
+    the URL or key is wrong). ``url`` is never set: these URLs are credentials."""
+
+    def __init__(self, message: str, *, channel: str, status: int | None = None, error_code: str | None = None,
+                 retryable: bool = True) -> None:
+        super().__init__(message, status=status, error_code=error_code, method="POST")
+        self.channel = channel
+        self.retryable = retryable
+        self.attempts = 1

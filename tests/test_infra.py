@@ -257,7 +257,7 @@ _SETTING_NAME = re.compile(r"[A-Z][A-Z0-9]*_[A-Z0-9_]+|AzureWebJobs[A-Za-z]+(?:_
 # A receiver whose .get("NAME") / ["NAME"] reads the environment: os.environ, Settings.extra, the
 # `e`/`env` mappings of Settings.from_env.
 _ENV_RECEIVER = re.compile(r"\b(?:environ|extra|_?env|e)\b")
-_CONFIG_HELPERS = {"_int", "_float", "_list", "_duration"}   # helper(env, "NAME", ...) in shared/config.py
+_CONFIG_HELPERS = {"_int", "_float", "_list", "_duration", "_channels"}   # helper(env, "NAME", ...) in shared/config.py
 _BINDING_EXPRESSION = re.compile(r"%([A-Za-z_][A-Za-z0-9_]{2,})%")
 
 # Read by the code but deliberately not an app setting in Azure, and why.

@@ -194,18 +194,38 @@ def email_configured(settings: "Settings", secrets: "SecretProvider | None" = No
     return secrets.get_optional("ACS_CONNECTION_STRING") is not None
 
 
-def build_notifier(settings: "Settings", secrets: "SecretProvider", *, store: "Store", **kwargs: Any) -> Any:
-    """``EmailNotifier`` when email is configured, else ``NullNotifier`` (which records
-    "not configured" on the decision, so a person can still find it with ``decisions list``)."""
-    if not email_configured(settings, secrets):
+def build_notifier(settings: "Settings", secrets: "SecretProvider", *, store: "Store", **kwargs: Any) -> "Notifier":
+    """The notifier the settings describe.
+
+    Email only (the default: ``TRIAGE_NOTIFY_VIA`` and ``TRIAGE_ESCALATE_VIA`` are ``email`` and no
+    other channel's secret is set): ``EmailNotifier`` when email is configured, else ``NullNotifier``
+    (which records "not configured" on the decision, so a person can still find it with
+    ``decisions list``). Otherwise a ``RoutedNotifier`` over every configured channel
+    (``shared.notify.routing``)."""
+    from shared.notify.routing import build_channels
+
+    channels = build_channels(settings, secrets, store=store)
+    email = None
+    if email_configured(settings, secrets):
+        from shared.notify import EmailNotifier
+
+        email = EmailNotifier.from_settings(settings, store=store, secrets=secrets, **kwargs)
+    routes = set(settings.notify_via) | set(settings.escalate_via)
+    if not channels and routes <= {"email"}:
+        if email is not None:
+            return email
         from shared.notify import NullNotifier
 
         log.info("email is not configured (EMAIL_SENDER and ACS_ENDPOINT / ACS_CONNECTION_STRING): "
                  "decisions are recorded, nobody is emailed")
         return NullNotifier()
-    from shared.notify import EmailNotifier
+    from shared.notify.routing import RoutedNotifier
 
-    return EmailNotifier.from_settings(settings, store=store, secrets=secrets, **kwargs)
+    missing = sorted(routes - set(channels) - ({"email"} if email is not None else set()))
+    if missing:
+        log.warning("notification channels %s are on a route but not configured (their secret is not set)",
+                    ", ".join(missing))
+    return RoutedNotifier(settings, {**({"email": email} if email is not None else {}), **channels})
 
 
 @dataclass

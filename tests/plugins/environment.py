@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-_PREFIXES = ("TRIAGE_", "DATABRICKS_", "AZURE_", "OPENAI_", "ARM_", "ACS_", "EMAIL_", "KEY_VAULT")
+_PREFIXES = ("TRIAGE_", "DATABRICKS_", "AZURE_", "OPENAI_", "ARM_", "ACS_", "EMAIL_", "KEY_VAULT", "PAGERDUTY_",
+             "TEAMS_", "SLACK_")
 _NAMES = ("AzureWebJobsStorage",)
 
 
