@@ -45,6 +45,7 @@ COMMANDS = (
     "sweep",
     "decisions",
     "email_preview",
+    "notify_preview",
     "feedback",
     "report",
     "export_finetune",

@@ -23,9 +23,10 @@ Databricks documents no delivery retries for webhooks, so every few minutes (the
 
 Then, with each workspace's client: ``shared.triage.act_due`` (act-mode decisions whose back-off
 has passed), ``shared.triage.retry_notifications`` (emails that failed or were never recorded),
-``shared.learning.outcomes.check_outcomes`` (the outcome of what was retried, the learning signal)
-and ``shared.databricks.inplace.restore_due`` (jobs resized in place put back once their repaired
-tasks have started).
+``shared.learning.outcomes.check_outcomes`` (the outcome of what was retried, the learning signal),
+``shared.databricks.inplace.restore_due`` (jobs resized in place put back once their repaired
+tasks have started) and, with chat or paging channels, ``shared.notify.routing.resolve_recovered``
+(incidents whose jobs have all recovered are resolved).
 
 ``sweep()`` takes its collaborators as arguments (tests pass the fake workspace's client and an
 in-memory queue); ``run_sweep()`` builds them from the settings exactly as the timer does.
@@ -97,6 +98,7 @@ class SweepReport:
     acted: int = 0                    # decisions act_due carried out
     emails_resent: int = 0            # failed or unrecorded emails sent again
     outcomes: int = 0                 # outcomes check_outcomes recorded
+    incidents_resolved: int = 0       # incidents whose jobs all recovered (their page resolved)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -109,7 +111,8 @@ class SweepReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "workspaces": [asdict(w) for w in self.workspaces], "acted": self.acted,
-                "emails_resent": self.emails_resent, "outcomes": self.outcomes, "errors": list(self.errors)}
+                "emails_resent": self.emails_resent, "outcomes": self.outcomes, "incidents_resolved": self.incidents_resolved,
+                "errors": list(self.errors)}
 
     def summary(self) -> str:
         parts = [f"{w.workspace}: {w.listed} finished, {w.failed} failed, {len(w.enqueued)} queued"
@@ -415,6 +418,11 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
         # resizes in place (job tag triage.resize=update-job) whose repaired tasks have started: put the job back
         _call_after(report, f"resize restores ({host})", lambda: restore_due(
             client, store, notifier, now_s=now / 1000 if now_ms is not None else None))
+        if hasattr(notifier, "channel"):           # a RoutedNotifier: incidents to resolve
+            from shared.notify.routing import resolve_recovered
+
+            report.incidents_resolved += _call_after(report, f"incidents ({host})", lambda: resolve_recovered(
+                settings, client=client, store=view, notifier=notifier, now_ms=now))
     log.info("sweep: %s", report.summary())
     return report
 

@@ -132,14 +132,23 @@ class Channel:
             return None
 
     def notice(self, snapshot: "Snapshot", decision: Decision, record: "DecisionRecord",
-               outage: incidents.Incident | None = None) -> Notice:
+               outage: incidents.Incident | None = None, links: Mapping[str, str] | None = None) -> Notice:
         key = record.decision_key or snapshot.decision_key
-        return build_notice(snapshot, decision, record, settings=self._settings, links=self.links(key),
+        return build_notice(snapshot, decision, record, settings=self._settings,
+                            links=self.links(key) if links is None else links,
                             scrub=self._secrets.scrub, now=self._clock(), outage=outage)
 
-    def preview(self, snapshot: "Snapshot", decision: Decision, record: "DecisionRecord") -> dict[str, Any]:
-        """The exact payload ``notify`` would post (nothing is sent, nothing stored)."""
-        return self.payload(self.notice(snapshot, decision, record))
+    def preview(self, snapshot: "Snapshot", decision: Decision, record: "DecisionRecord", *,
+                links: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The exact payload ``notify`` would post (nothing is sent, nothing stored): the failure
+        shown as the first of its incident."""
+        from shared.redact import redact
+
+        outage = incidents.solo(incidents.cause_of(snapshot, decision), job_id=str(record.job_id),
+                                job_name=_one_line(redact(self._secrets.scrub(record.job_name)), 120),
+                                run_id=snapshot.run_id, decision_key=record.decision_key,
+                                action=Action(str(decision.action)).value, now_ms=int(self._clock() * 1000))
+        return self.payload(self.notice(snapshot, decision, record, outage, links=links))
 
     # --- the notifier protocol ---------------------------------------------------------------
     def notify(self, snapshot: "Snapshot", decision: Decision, record: "DecisionRecord") -> dict[str, Any]:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from shared.snapshot import Snapshot
     from shared.store import DecisionRecord, Store
 
-__all__ = ["KIND", "Cause", "Incident", "cause_of", "join", "get", "mark_recovered", "incident_key"]
+__all__ = ["KIND", "Cause", "Incident", "cause_of", "join", "solo", "get", "mark_recovered", "incident_key"]
 
 KIND = "incident"
 _MAX_JOBS = 100                 # jobs listed on an incident (the count goes on beyond)
@@ -150,6 +150,16 @@ def _view(key: str, value: Mapping[str, Any], etag: str | None, **flags: bool) -
                     status=str(value.get("status") or "open"), jobs=listed,
                     count=int(value.get("count") or len(listed)), opened_at=int(value.get("opened_at") or 0),
                     last_at=int(value.get("last_at") or 0), etag=etag, **flags)
+
+
+def solo(cause: Cause, *, job_id: str, job_name: str, run_id: int, decision_key: str, action: str,
+         now_ms: int) -> Incident:
+    """The incident a failure would open on its own (for previews: nothing is stored)."""
+    member = {"name": str(job_name or "")[:120], "run_id": int(run_id or 0), "decision_key": str(decision_key),
+              "action": str(action), "at": int(now_ms), "recovered": False}
+    value = {"n": 1, "dedup_key": _dedup_key(cause.key, 1), "label": cause.label, "status": "open",
+             "opened_at": int(now_ms), "last_at": int(now_ms), "count": 1, "jobs": {str(job_id or "nojob"): member}}
+    return _view(cause.key, value, None)
 
 
 def get(store: "Store", key: str) -> Incident | None:

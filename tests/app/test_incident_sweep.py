@@ -103,13 +103,14 @@ def test_the_incident_resolves_when_the_jobs_recover(fake_databricks, services, 
         assert resolve_recovered(settings, client=client, store=rt.store, notifier=rt.notifier) == []
         assert services.alerts[dedup].status == "triggered"
         fake_databricks.finish_run(9003, "SUCCESS")
-        done = resolve_recovered(settings, client=client, store=rt.store, notifier=rt.notifier)
-        assert [d["status"] for d in done] == ["resolved"] and done[0]["incident"] == dedup
+        report = run_sweep(settings, inline=True, runtime=rt)      # the sweep resolves it
+        assert report.ok and report.incidents_resolved == 1
         assert services.alerts[dedup].status == "resolved"
         assert services.pagerduty_events()[-1] == {"routing_key": services.routing_key, "event_action": "resolve",
                                                    "dedup_key": dedup}
         # exactly once: another pass sends nothing
         assert resolve_recovered(settings, client=client, store=rt.store, notifier=rt.notifier) == []
+        assert run_sweep(settings, inline=True, runtime=rt).incidents_resolved == 0
         key = rt.store.list()[0].notification["incident_key"]
         assert incidents.get(rt.store, key).status == "resolved"
     assert sum(1 for e in services.pagerduty_events() if e["event_action"] == "resolve") == 1
