@@ -10,6 +10,7 @@ messages compiled from ``function_rpc.proto``:
 
     host = FunctionsHost(app_dir, protos, host_json=...)
     host.start()                                   # init (the worker indexes function_app.py), metadata, load
+    host.specialize(app_dir, env)                  # or: a placeholder worker given its app (environment reload)
     host.http("POST", "/api/databricks/webhook", headers=..., body=b"...", query={"code": key})
     host.drain_queue(conn, "triage-requests")      # receive, decode, invoke; delete / retry / poison
     host.timer("triage_sweep")
@@ -26,7 +27,8 @@ What it does as the host does (and says where it simplifies):
   ``messageEncoding``, delivered as a string (bytes when the binding's dataType is binary) with the
   trigger metadata the queue extension adds (Id, DequeueCount, InsertionTime, ExpirationTime,
   NextVisibleTime, PopReceipt, QueueTrigger; JSON-encoded the way the host encodes non-string
-  values). Success deletes the message; failure makes it visible again, and after
+  values), a batch (``batchSize``) at a time, all in flight at once so the worker runs them on
+  its thread pool concurrently. Success deletes the message; failure makes it visible again, and after
   ``maxDequeueCount`` attempts moves it to ``<queue>-poison`` (here at once instead of after the
   visibility timeout).
 - Timer: the timer's JSON (Schedule, ScheduleStatus, IsPastDue).
@@ -177,7 +179,8 @@ class FunctionsHost:
                  function_keys: Iterable[str] = ()) -> None:
         self.app_dir = Path(app_dir)
         self.protos = protos
-        self.host_json = dict(host_json or json.loads((self.app_dir / "host.json").read_text()))
+        self.host_json = (dict(host_json) if host_json is not None
+                          else json.loads((self.app_dir / "host.json").read_text()))
         self.function_keys = set(function_keys)
         self.logs: list[Any] = []
         self.functions: dict[str, IndexedFunction] = {}
@@ -223,7 +226,13 @@ class FunctionsHost:
                                         self._message(worker_init_request=init), with_protos=True)
         self._check(self.init_response.result, "worker init")
         self.worker_capabilities = dict(self.init_response.capabilities)
+        return self._index_and_load()
 
+    def _index_and_load(self) -> "FunctionsHost":
+        import azure_functions_runtime as worker
+
+        self.functions.clear()
+        self.load_responses.clear()
         meta = self.protos.FunctionsMetadataRequest(function_app_directory=str(self.app_dir))
         self.metadata_response = self._call(worker.functions_metadata_request, "WorkerMetadataRequest",
                                             self._message(functions_metadata_request=meta))
@@ -238,15 +247,21 @@ class FunctionsHost:
             self.load_responses[fm.name] = response
         return self
 
-    def reload_environment(self, env: Mapping[str, str]) -> Any:
-        """Specialisation of a placeholder worker: new environment and app folder, re-indexing."""
+    def specialize(self, app_dir: Path, env: Mapping[str, str]) -> Any:
+        """A placeholder worker (started on a folder with no app) is given its app: the host sends
+        the app's environment and folder (the worker replaces its whole environment with it and
+        indexes the app), then asks for the metadata and loads the functions again."""
         import azure_functions_runtime as worker
 
+        self.app_dir = Path(app_dir)
+        self.host_json = json.loads((self.app_dir / "host.json").read_text())
         request = self.protos.FunctionEnvironmentReloadRequest(environment_variables=dict(env),
                                                                function_app_directory=str(self.app_dir))
         response = self._call(worker.function_environment_reload_request, "FunctionEnvironmentReloadRequest",
                               self._message(function_environment_reload_request=request), with_protos=True)
         self._check(response.result, "environment reload")
+        self.worker_capabilities.update(response.capabilities)
+        self._index_and_load()
         return response
 
     def close(self) -> None:
@@ -261,35 +276,52 @@ class FunctionsHost:
             raise AssertionError(f"{step} failed in the worker: {result.exception.message}\n"
                                  f"{result.exception.stack_trace}")
 
-    def invoke(self, name: str, inputs: Mapping[str, Any], trigger_metadata: Mapping[str, Any] | None = None,
-               ) -> Invocation:
-        """One InvocationRequest for function ``name``; ``inputs`` maps binding names to TypedData."""
-        import azure_functions_runtime as worker
-
+    def _invocation_request(self, name: str, inputs: Mapping[str, Any],
+                            trigger_metadata: Mapping[str, Any] | None) -> Any:
         fn = self.functions[name]
-        invocation_id = str(uuid.uuid4())
         meta = dict(trigger_metadata or {})
         meta.setdefault("sys", self.protos.TypedData(json=json.dumps({
             "MethodName": name, "UtcNow": dt.datetime.now(dt.timezone.utc).isoformat(),
             "RandGuid": str(uuid.uuid4())})))
-        request = self.protos.InvocationRequest(
-            invocation_id=invocation_id, function_id=fn.function_id,
+        return self.protos.InvocationRequest(
+            invocation_id=str(uuid.uuid4()), function_id=fn.function_id,
             input_data=[self.protos.ParameterBinding(name=k, data=v) for k, v in inputs.items()],
             trigger_metadata=meta,
             trace_context=self.protos.RpcTraceContext(trace_parent=f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"),
             retry_context=self.protos.RetryContext(retry_count=0, max_retry_count=0))
+
+    def invoke_many(self, calls: Iterable[tuple[str, Mapping[str, Any], Mapping[str, Any] | None]]) -> list[Invocation]:
+        """Several InvocationRequests in flight at once, as the host sends a batch of queue
+        messages: the worker runs them on its thread pool concurrently. One Invocation each, in order."""
+        import azure_functions_runtime as worker
+
+        calls = list(calls)
+        requests = [self._invocation_request(name, inputs, meta) for name, inputs, meta in calls]
         first_log = len(self.logs)
-        response = self._call(worker.invocation_request, "WorkerInvRequest",
-                              self._message(invocation_request=request))
-        assert response.invocation_id == invocation_id
-        ok = response.result.status == self.protos.StatusResult.Success
-        return Invocation(
-            function=name, ok=ok, response=response,
-            return_value=_from_typed(response.return_value) if response.HasField("return_value") else None,
-            outputs={p.name: _from_typed(p.data) for p in response.output_data},
-            exception="" if ok else response.result.exception.message,
-            stack_trace="" if ok else response.result.exception.stack_trace,
-            logs=[entry for entry in self.logs[first_log:] if entry.invocation_id in ("", invocation_id)])
+
+        async def run_all() -> list[Any]:
+            return await asyncio.gather(*(
+                worker.invocation_request(WorkerRequest("WorkerInvRequest", self._message(invocation_request=r)))
+                for r in requests))
+
+        responses = self._loop.run_until_complete(run_all())
+        results = []
+        for (name, _, _), request, response in zip(calls, requests, responses):
+            assert response.invocation_id == request.invocation_id
+            ok = response.result.status == self.protos.StatusResult.Success
+            results.append(Invocation(
+                function=name, ok=ok, response=response,
+                return_value=_from_typed(response.return_value) if response.HasField("return_value") else None,
+                outputs={p.name: _from_typed(p.data) for p in response.output_data},
+                exception="" if ok else response.result.exception.message,
+                stack_trace="" if ok else response.result.exception.stack_trace,
+                logs=[e for e in self.logs[first_log:] if e.invocation_id in ("", request.invocation_id)]))
+        return results
+
+    def invoke(self, name: str, inputs: Mapping[str, Any], trigger_metadata: Mapping[str, Any] | None = None,
+               ) -> Invocation:
+        """One InvocationRequest for function ``name``; ``inputs`` maps binding names to TypedData."""
+        return self.invoke_many([(name, inputs, trigger_metadata)])[0]
 
     # --- settings ----------------------------------------------------------------------------
 
@@ -396,7 +428,8 @@ class FunctionsHost:
     def drain_queue(self, connection_string: str, queue_name: str, *, max_rounds: int = 20) -> list[Invocation]:
         """Deliver every message of ``queue_name`` to its functions until the queue is empty (or
         ``max_rounds`` receives): delete on success; on failure release it, or after
-        ``maxDequeueCount`` attempts copy it to ``<queue>-poison`` and delete it."""
+        ``maxDequeueCount`` attempts copy it to ``<queue>-poison`` and delete it. Each batch
+        (``batchSize`` in host.json) is in flight at once, as the queue listener runs it."""
         from azure.core.exceptions import ResourceNotFoundError
         from azure.storage.queue import QueueClient
 
@@ -409,26 +442,30 @@ class FunctionsHost:
         with QueueClient.from_connection_string(connection_string, queue_name) as q:
             for _ in range(max_rounds):
                 try:
-                    batch = list(q.receive_messages(max_messages=int(opts.get("batchSize", 16)), visibility_timeout=60))
+                    batch = list(q.receive_messages(max_messages=int(opts.get("batchSize", 16)),
+                                                    visibility_timeout=60))
                 except ResourceNotFoundError:
                     return invocations
                 if not batch:
                     return invocations
+                delivered = []          # (message, [call, ...]) for the messages that decode
                 for message in batch:
                     try:
                         content = (base64.b64decode(message.content, validate=True) if encoding == "base64"
                                    else str(message.content).encode("utf-8"))
                     except (binascii.Error, ValueError):
-                        # Not base64: the extension cannot decode it and it ends up in the poison queue.
+                        # Not base64: the binding fails before any Python runs; it ends in the poison queue.
                         self._poison(connection_string, queue_name, message.content)
                         q.delete_message(message)
                         continue
-                    results = []
-                    for fn in functions:
-                        inputs, meta = self.queue_inputs(fn, message, content)
-                        results.append(self.invoke(fn.name, inputs, meta))
-                    invocations.extend(results)
-                    if all(r.ok for r in results):
+                    delivered.append((message, [(fn.name, *self.queue_inputs(fn, message, content))
+                                                for fn in functions]))
+                # The listener hands a batch to the worker at once; the worker runs it concurrently.
+                results = self.invoke_many(call for _, calls in delivered for call in calls)
+                invocations.extend(results)
+                for message, calls in delivered:
+                    mine, results = results[:len(calls)], results[len(calls):]
+                    if all(r.ok for r in mine):
                         q.delete_message(message)
                     elif int(message.dequeue_count) >= max_dequeue:
                         self._poison(connection_string, queue_name, message.content)

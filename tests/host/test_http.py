@@ -202,3 +202,26 @@ def test_feedback_link_records_the_verdict_from_the_route_token(host, app_env, a
     forged = host.http("GET", f"/api/feedback/{token[:-4]}AAAA")
     assert forged.status == 400
     assert_no_secret_in_logs(host, app_env)
+
+
+# --- every HTTP function ---------------------------------------------------------------------------
+
+JUNK = [b"", b"{oops", b"null", b'{"a": ' * 50, b"\x00\xff" * 100, json.dumps({"unexpected": [1, 2]}).encode()]
+
+
+def test_no_http_function_answers_500_to_junk(host, app_env):
+    """Whatever endpoints the app has (the list comes from the worker's index): junk bodies, odd
+    route values and content types get an answer below 500 from the app itself, with a key."""
+    import re
+
+    http_functions = [fn for fn in host.functions.values() if fn.trigger.get("type") == "httpTrigger"]
+    assert len(http_functions) >= 4
+    for fn in http_functions:
+        route = re.sub(r"\{[^}]+\}", "not.a~token", fn.trigger["route"])
+        for method in fn.trigger.get("methods") or ["GET", "POST"]:
+            for body in JUNK:
+                for ctype in ("application/json", "text/plain", "application/x-www-form-urlencoded"):
+                    resp = host.http(method, f"/api/{route}", headers={"Content-Type": ctype}, body=body,
+                                     query={"code": FUNCTION_KEY})
+                    assert resp.invocation is not None and resp.invocation.ok, (fn.name, resp.invocation)
+                    assert resp.status < 500 or resp.header("Retry-After"), (fn.name, method, body, ctype, resp.status)

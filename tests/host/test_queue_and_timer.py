@@ -51,12 +51,15 @@ def test_webhook_to_queue_to_worker_decides_the_failure(host, app_env, azurite, 
     assert len(inv.logs) < 10
 
 
-def test_worker_acts_once_on_a_resize_across_duplicate_deliveries(host, app_env, azurite, fake_databricks):
+def test_worker_acts_once_on_duplicates_running_concurrently(host, app_env, azurite, fake_databricks):
+    """Four copies of one notification arrive in one batch (host.json batchSize 4): the worker runs
+    them at the same time on its thread pool; one decision, one action."""
     run_id, job_id = load_failure(fake_databricks, "dev-055")      # OOM on a job cluster: a resized one-time run
-    for _ in range(2):
+    for _ in range(4):
         assert post_webhook(host, notification(run_id, job_id)).status == 202
     invocations = host.drain_queue(azurite.connection_string, app_env["TRIAGE_QUEUE_NAME"])
-    assert len(invocations) == 2 and all(i.ok for i in invocations)
+    assert len(invocations) == 4 and all(i.ok for i in invocations), [i.exception for i in invocations]
+    assert len({i.response.invocation_id for i in invocations}) == 4
     assert len(fake_databricks.requests_to("runs/submit")) == 1
     with _store(app_env) as store:
         [record] = store.list(job_id=str(job_id))
