@@ -4,9 +4,12 @@ job back. The rerun stays in the run's history and runs as the job, like any rep
 A repair re-runs tasks "with the current job and task settings", so the bigger cluster has to be
 in the job while the repaired tasks launch, and only then:
 
-1. ``plan_in_place`` (pure): the affected clusters as the job has them now (``saved``), and the
-   bounded change (``applied``): job clusters by ``job_cluster_key``, or the whole task entry for a
-   task with its own ``new_cluster`` (``jobs/update`` replaces array entries whole, by key).
+1. ``plan_in_place`` (pure): the bounded change of the affected clusters as the job has them now:
+   job clusters by ``job_cluster_key``, or the whole task entry for a task with its own
+   ``new_cluster`` (``jobs/update`` replaces array entries whole, by key). What is kept for the
+   restore holds only the fields a resize changes (old and new values: workers, node types,
+   allow-listed Spark conf keys) and a digest of every other field -- never a task's parameters,
+   environment variables or other conf values.
 2. ``execute_in_place``: ``jobs/get`` again; if the affected clusters are no longer what the plan
    saw, someone edited the job: nothing is sent (``ResizeRefused``, the owner is told). Otherwise
    the pending-restore entry is written to the store first (kind ``resize_restore``, one entry per
@@ -64,54 +67,131 @@ def plan_in_place(snapshot: Snapshot, params: Mapping[str, Any], settings: Setti
     """``(requests, restore, changes, notes, problem)``; ``problem`` non-empty when the job's
     settings do not hold the affected clusters (the caller then takes the one-time-run path)."""
     job_settings = (snapshot.job or {}).get("settings") or {}
-    saved: dict[str, list[dict[str, Any]]] = {"job_clusters": [], "tasks": []}
     applied: dict[str, list[dict[str, Any]]] = {"job_clusters": [], "tasks": []}
+    items: list[dict[str, Any]] = []
     changes: list[str] = []
     notes: list[str] = []
     by_key = {str(jc.get("job_cluster_key")): jc for jc in job_settings.get("job_clusters") or []
               if isinstance(jc, Mapping) and isinstance(jc.get("new_cluster"), Mapping)}
     tasks = {str(t.get("task_key")): t for t in job_settings.get("tasks") or [] if isinstance(t, Mapping)}
-    for key in sorted(cluster_keys):
-        if key not in by_key:
-            return (), {}, [], [], f"the job's settings have no job cluster {key}"
-        new, ch, rej = resize_cluster(by_key[key]["new_cluster"], params, settings)
-        saved["job_clusters"].append(copy.deepcopy(dict(by_key[key])))
-        applied["job_clusters"].append({**copy.deepcopy(dict(by_key[key])), "new_cluster": new})
-        changes.extend(f"job cluster {key}: {c}" for c in ch)
-        notes.extend(f"job cluster {key}: {r}" for r in rej)
-    for key in sorted(task_keys):
-        task = tasks.get(key)
-        if task is None or not isinstance(task.get("new_cluster"), Mapping):
-            return (), {}, [], [], f"the job's settings have no task {key} with its own cluster"
-        new, ch, rej = resize_cluster(task["new_cluster"], params, settings)
-        saved["tasks"].append(copy.deepcopy(dict(task)))
-        applied["tasks"].append({**copy.deepcopy(dict(task)), "new_cluster": new})
-        changes.extend(f"task {key} cluster: {c}" for c in ch)
-        notes.extend(f"task {key} cluster: {r}" for r in rej)
+    wanted = [("job_clusters", key, by_key.get(key), f"job cluster {key}") for key in sorted(cluster_keys)]
+    wanted += [("tasks", key, tasks.get(key), f"task {key} cluster") for key in sorted(task_keys)]
+    for field, key, entry, label in wanted:
+        if entry is None or not isinstance(entry.get("new_cluster"), Mapping):
+            return (), {}, [], [], f"the job's settings have no {label}"
+        new, ch, rej = resize_cluster(entry["new_cluster"], params, settings)
+        applied[field].append({**copy.deepcopy(dict(entry)), "new_cluster": new})
+        items.append(_item(field, key, entry["new_cluster"], new))
+        changes.extend(f"{label}: {c}" for c in ch)
+        notes.extend(f"{label}: {r}" for r in rej)
     new_settings = {k: v for k, v in applied.items() if v}
     requests = ({"method": JOBS_UPDATE[0], "path": JOBS_UPDATE[1],
                  "body": {"job_id": snapshot.job_id, "new_settings": new_settings}},
                 {"method": RUNS_REPAIR[0], "path": RUNS_REPAIR[1], "body": dict(repair_body)})
     restore = {"job_id": snapshot.job_id, "run_id": snapshot.run_id, "decision_key": snapshot.decision_key,
                "tasks": sorted({t.task_key for t in snapshot.failed_tasks if t.task_key and not t.state.upstream}),
-               "saved": {k: v for k, v in saved.items() if v}, "applied": new_settings,
-               "changes": list(changes)}
+               "items": items, "changes": list(changes)}
     notes.append("in place (job tag triage.resize=update-job): jobs/update, then runs/repair; the job's clusters "
                  "are put back once the repaired tasks have started")
     return requests, restore, changes, notes, ""
 
 
+# --- what we change, kept without the job's values ---------------------------------------------
+# The store keeps only the fields a resize may change (workers, node types, allow-listed Spark conf
+# keys: never inputs or secrets), with their old and new values, and a digest of every other field
+# of the cluster spec. That is enough to tell "still ours" from "edited since" and to undo exactly.
+
+_OURS = ("num_workers", "autoscale", "node_type_id", "driver_node_type_id")
+_ABSENT = {"__absent__": True}
+
+
+def _digest(value: Any) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
+
+
+def _item(field: str, key: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    undo: dict[str, Any] = {}
+    now: dict[str, Any] = {}
+    for name in _OURS:
+        if old.get(name) != new.get(name):
+            undo[name] = copy.deepcopy(old[name]) if name in old else _ABSENT
+            now[name] = copy.deepcopy(new[name]) if name in new else _ABSENT
+    old_conf, new_conf = dict(old.get("spark_conf") or {}), dict(new.get("spark_conf") or {})
+    conf_keys = sorted(k for k in set(old_conf) | set(new_conf) if old_conf.get(k) != new_conf.get(k))
+    for k in conf_keys:
+        undo[f"spark_conf.{k}"] = old_conf[k] if k in old_conf else _ABSENT
+        now[f"spark_conf.{k}"] = new_conf[k] if k in new_conf else _ABSENT
+    rest = {name: _digest(value) for name, value in old.items() if name not in undo and name != "spark_conf"}
+    rest["spark_conf"] = _digest({k: v for k, v in old_conf.items() if k not in conf_keys})
+    return {"field": field, "key": key, "undo": undo, "applied": now, "rest": rest}
+
+
+def _get(spec: Mapping[str, Any], name: str) -> Any:
+    if name.startswith("spark_conf."):
+        conf = spec.get("spark_conf") or {}
+        k = name[len("spark_conf."):]
+        return conf[k] if k in conf else _ABSENT
+    return spec[name] if name in spec else _ABSENT
+
+
+def _state(spec: Mapping[str, Any] | None, item: Mapping[str, Any]) -> str:
+    """``ours`` (holds what we applied), ``saved`` (as before the resize) or ``edited``. Fields
+    the spec gained that the saved spec did not have are tolerated (the workspace may fill in
+    defaults); any other difference means someone else changed it."""
+    if not isinstance(spec, Mapping):
+        return "edited"
+    conf_keys = {n[len("spark_conf."):] for n in item["undo"] if n.startswith("spark_conf.")}
+    for name, digest in item["rest"].items():
+        value = ({k: v for k, v in (spec.get("spark_conf") or {}).items() if k not in conf_keys}
+                 if name == "spark_conf" else spec.get(name))
+        if _digest(value) != digest:
+            return "edited"
+    if all(_get(spec, n) == v for n, v in item["applied"].items()):
+        return "ours"
+    if all(_get(spec, n) == v for n, v in item["undo"].items()):
+        return "saved"
+    return "edited"
+
+
+def _undone(spec: Mapping[str, Any], item: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(spec))
+    for name, old in item["undo"].items():
+        if name.startswith("spark_conf."):
+            conf = dict(out.get("spark_conf") or {})
+            if old == _ABSENT:
+                conf.pop(name[len("spark_conf."):], None)
+            else:
+                conf[name[len("spark_conf."):]] = old
+            if conf:
+                out["spark_conf"] = conf
+            else:
+                out.pop("spark_conf", None)
+        elif old == _ABSENT:
+            out.pop(name, None)
+        else:
+            out[name] = copy.deepcopy(old)
+    return out
+
+
 # --- the affected part of a job ---------------------------------------------------------------
 
-def _affected(job: Mapping[str, Any], like: Mapping[str, Any]) -> dict[str, list[Any]]:
-    """The job's current entries for the keys in ``like`` (None where an entry is gone)."""
+def _entries(job: Mapping[str, Any], items: list[Mapping[str, Any]]) -> list[dict[str, Any] | None]:
+    """The job's current entry (job cluster or task) for each item, None where it is gone."""
     settings = job.get("settings") or {}
-    out: dict[str, list[Any]] = {}
-    for field, key in (("job_clusters", "job_cluster_key"), ("tasks", "task_key")):
-        if like.get(field):
-            current = {e.get(key): e for e in settings.get(field) or [] if isinstance(e, Mapping)}
-            out[field] = [copy.deepcopy(current.get(e.get(key))) for e in like[field]]
+    keys = {"job_clusters": "job_cluster_key", "tasks": "task_key"}
+    out: list[dict[str, Any] | None] = []
+    for item in items:
+        found = [e for e in settings.get(item["field"]) or [] if isinstance(e, Mapping)
+                 and e.get(keys[item["field"]]) == item["key"]]
+        out.append(copy.deepcopy(dict(found[0])) if found else None)
     return out
+
+
+def _spec(entry: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    return entry.get("new_cluster") if isinstance(entry, Mapping) else None
 
 
 def _load(store: Store, host: str) -> tuple[dict[str, Any], str | None]:
@@ -150,7 +230,7 @@ def execute_in_place(requests: tuple[Mapping[str, Any], ...], restore: Mapping[s
     job_id = str(restore["job_id"])
     update_body, repair_body = requests[0]["body"], requests[1]["body"]
     job = client.get_job(int(restore["job_id"]))
-    if _affected(job, restore["saved"]) != {k: list(v) for k, v in restore["saved"].items()}:
+    if any(_state(_spec(e), item) != "saved" for e, item in zip(_entries(job, restore["items"]), restore["items"])):
         raise ResizeRefused(f"job {job_id} changed since the failure: its clusters are not what the resize was "
                             "planned on, so it was not updated")
     entry = {**copy.deepcopy(dict(restore)), "state": "updating", "since": now, "host": client.host}
@@ -216,18 +296,16 @@ def _put_back(client: DatabricksClient, store: Store, job_id: str, entry: Mappin
     except DatabricksNotFound:
         _change(store, client.host, lambda jobs: jobs.pop(job_id, None))
         return {"job_id": job_id, "status": "job deleted"}
-    saved, applied = entry["saved"], entry["applied"]
-    current = _affected(job, saved)
     restore: dict[str, list[Any]] = {}
     edited: list[str] = []
-    for field, key in (("job_clusters", "job_cluster_key"), ("tasks", "task_key")):
-        for now_e, saved_e, applied_e in zip(current.get(field, []), saved.get(field, []), applied.get(field, [])):
-            if now_e == saved_e:
-                continue                     # never changed, or already put back
-            if now_e == applied_e:
-                restore.setdefault(field, []).append(saved_e)
-            else:
-                edited.append(f"{field[:-1].replace('_', ' ')} {saved_e.get(key)}")
+    for current, item in zip(_entries(job, entry["items"]), entry["items"]):
+        state = _state(_spec(current), item)
+        if state == "saved":
+            continue                     # never changed, or already put back
+        if state == "ours" and current is not None:
+            restore.setdefault(item["field"], []).append({**current, "new_cluster": _undone(current["new_cluster"], item)})
+        else:
+            edited.append(f"{'job cluster' if item['field'] == 'job_clusters' else 'task'} {item['key']}")
     if restore:
         client.update_job({"job_id": int(job_id), "new_settings": restore})
     status = "restored" if not edited else "edited since: not restored"

@@ -193,3 +193,40 @@ def test_driver_failure_in_place_changes_only_the_driver(fake_databricks, client
     assert nc["num_workers"] == 4 and nc["node_type_id"] == "Standard_E8ds_v5"
     assert nc["driver_node_type_id"] == "Standard_E16ds_v5"
     assert "job cluster etl: driver Standard_E8ds_v5 -> Standard_E16ds_v5" in result.record.action_request["changes"]
+
+
+def test_the_store_keeps_no_job_inputs_and_the_conf_is_put_back_exactly(fake_databricks, client, store):
+    doc = tagged_job(error="Total size of serialized results of 88 tasks (4.1 GiB) is bigger than "
+                           "spark.driver.maxResultSize (4.0 GiB)")
+    secret_env = "s3cr3t-value-in-env"
+    for jc in doc["job"]["settings"]["job_clusters"] + doc["run"]["job_clusters"]:
+        jc["new_cluster"]["spark_env_vars"] = {"API_TOKEN": secret_env}
+        jc["new_cluster"]["spark_conf"] = {"spark.hadoop.secret.conf": "hidden-conf-value"}
+    fake_databricks.load(doc)
+    before = fake_databricks.job(77)["settings"]
+    plan = plan_action(parse_snapshot(doc), Decision(Category.RESOURCE, Action.RETRY_WITH_NEW_PARAMS, 0.9, "rules",
+                                                     "t", params={"knob": "driver", "driver_node_type_step": 1,
+                                                                  "driver_max_result_size_factor": 2}),
+                       cfg(), now_ms=0)
+    execute(plan, client, store=store)
+    kept = repr(store.state_get("resize_restore", client.host).value)
+    assert secret_env not in kept and "hidden-conf-value" not in kept and "/etl/" not in kept
+    during = fake_databricks.job(77)["settings"]["job_clusters"][0]["new_cluster"]
+    assert during["spark_conf"] == {"spark.hadoop.secret.conf": "hidden-conf-value", "spark.driver.maxResultSize": "8g"}
+    fake_databricks.start_tasks(7100)
+    [outcome] = restore_due(client, store)
+    assert outcome["status"] == "restored" and fake_databricks.job(77)["settings"] == before
+
+
+def test_defaults_the_workspace_fills_in_do_not_count_as_an_edit(fake_databricks, client, store):
+    doc = tagged_job()
+    fake_databricks.load(doc)
+    execute(plan_action(parse_snapshot(doc), resize(), cfg(), now_ms=0), client, store=store)
+    filled = copy.deepcopy(fake_databricks.job(77)["settings"]["job_clusters"][0])
+    filled["new_cluster"]["enable_elastic_disk"] = True           # as if the workspace normalised the spec
+    fake_databricks.edit_job(77, {"job_clusters": [filled]})
+    fake_databricks.finish_run(7100, "SUCCESS")
+    [outcome] = restore_due(client, store)
+    assert outcome["status"] == "restored"
+    now = fake_databricks.job(77)["settings"]["job_clusters"][0]["new_cluster"]
+    assert now["num_workers"] == 4 and now["enable_elastic_disk"] is True
