@@ -28,6 +28,13 @@ validation the real API applies to them, so the production client is tested end 
   repair runs with the job's current settings). ``edit_job()`` is someone else's edit,
   ``start_tasks()`` starts the pending tasks of a repair.
 
+- ``POST /oidc/v1/token``: OAuth machine-to-machine for the service principals added with
+  ``add_oauth_client(client_id, secret)``: the client credentials grant (HTTP Basic, or
+  ``client_id``/``client_secret`` form fields), scope ``all-apis``; answers an access token valid
+  for ``oauth_token_lifetime_s``, which the Jobs API then accepts as a bearer token until it
+  expires (then 401, as a workspace answers an expired token). A wrong client -> 401
+  ``invalid_client``; another grant -> 400 ``unsupported_grant_type``.
+
 Every request is recorded (method, path, query, body, headers without Authorization, and whether
 auth was ``valid``/``invalid``/``missing``). Faults are injected per path on demand: an HTTP
 status (429 with ``Retry-After``, 500, 503 ...), a slow answer, a malformed body, a dropped
@@ -260,6 +267,9 @@ class FakeDatabricks:
         self._requests: list[RecordedRequest] = []
         self._idempotency: dict[str, int] = {}
         self.submitted: dict[int, dict[str, Any]] = {}   # run id -> the runs/submit body
+        self.oauth_clients: dict[str, str] = {}           # client id -> secret (add_oauth_client)
+        self.oauth_token_lifetime_s = 3600.0
+        self.oauth_tokens: dict[str, tuple[str, float]] = {}   # access token -> (client id, expiry)
         self.repairs: list[dict[str, Any]] = []          # every accepted repair, with the job's clusters then
         self.job_history: dict[int, list[dict[str, Any]]] = defaultdict(list)  # job id -> settings after each write
         self._next_id = 900_000_000_000_001
@@ -358,6 +368,48 @@ class FakeDatabricks:
                 if _life_cycle(t) in ACTIVE:
                     t["state"] = dict(done)
                     t["status"] = copy.deepcopy(run["status"])
+
+    # --- OAuth M2M ---
+    def add_oauth_client(self, client_id: str | None = None, secret: str | None = None) -> tuple[str, str]:
+        """A service principal that may get tokens at /oidc/v1/token; returns (client id, secret)."""
+        client_id = client_id or f"sp-{secrets.token_hex(8)}"
+        secret = secret or "dose" + secrets.token_hex(16)
+        with self._lock:
+            self.oauth_clients[client_id] = secret
+        return client_id, secret
+
+    def _issue_token(self, form: Mapping[str, str], basic: str | None) -> tuple[int, dict[str, Any]]:
+        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        if basic:
+            try:
+                client_id, _, secret = base64.b64decode(basic).decode("utf-8").partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return 401, {"error": "invalid_client", "error_description": "malformed Basic credentials"}
+        if form.get("grant_type") != "client_credentials":
+            return 400, {"error": "unsupported_grant_type",
+                         "error_description": f"grant_type {form.get('grant_type')!r} is not supported"}
+        with self._lock:
+            known = self.oauth_clients.get(client_id)
+            if not client_id or known is None or not secrets.compare_digest(known, secret):
+                return 401, {"error": "invalid_client", "error_description": "Client authentication failed"}
+            if "all-apis" not in (form.get("scope") or "").split():
+                return 400, {"error": "invalid_scope", "error_description": "scope must include all-apis"}
+            token = "eyJfake." + secrets.token_urlsafe(24)
+            self.oauth_tokens[token] = (client_id, time.time() + self.oauth_token_lifetime_s)
+        return 200, {"access_token": token, "token_type": "Bearer", "scope": "all-apis",
+                     "expires_in": int(self.oauth_token_lifetime_s)}
+
+    def _bearer(self, given: str | None) -> str:
+        """'valid', 'expired', 'invalid' or 'missing' for an Authorization header."""
+        if not given:
+            return "missing"
+        if given == f"Bearer {self.token}":
+            return "valid"
+        with self._lock:
+            issued = self.oauth_tokens.get(given[len("Bearer "):]) if given.startswith("Bearer ") else None
+        if issued is None:
+            return "invalid"
+        return "valid" if issued[1] > time.time() else "expired"
 
     # --- faults and records ---
     @staticmethod
@@ -885,9 +937,12 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 body_error = "the request body is not valid JSON"
         given = self.headers.get("Authorization")
-        auth = "missing" if not given else ("valid" if given == f"Bearer {fake.token}" else "invalid")
         headers = {k: v for k, v in self.headers.items() if k.lower() != "authorization"}
         fault = fake._take_fault(parts.path)
+        if parts.path == "/oidc/v1/token":
+            self._serve_token(method, parts.path, raw_body, given, headers, fault)
+            return
+        auth = fake._bearer(given)
 
         def record(status: int | None, fault_kind: str | None = None) -> None:
             fake._record(RecordedRequest(method, parts.path, query, body if body_error is None else raw_body.decode(
@@ -916,6 +971,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(401, {"error_code": "UNAUTHENTICATED",
                              "message": "Credential was not sent or was of an unsupported type for this API."})
             return
+        if auth == "expired":
+            record(401, fault_kind)
+            self._send(401, {"error_code": "UNAUTHENTICATED", "message": "Token is expired."})
+            return
         if auth == "invalid":
             record(403, fault_kind)
             self._send(403, {"error_code": "PERMISSION_DENIED", "message": "Invalid access token."})
@@ -940,6 +999,30 @@ class _Handler(BaseHTTPRequestHandler):
             return
         record(200, fault_kind)
         self._send(200, answer)
+
+
+    def _serve_token(self, method: str, path: str, raw_body: bytes, given: str | None, headers: dict[str, str],
+                     fault: Fault | None) -> None:
+        fake = self.fake
+        form = {k: v[-1] for k, v in parse_qs(raw_body.decode("utf-8", "replace")).items()}
+        shown = {k: ("***" if k == "client_secret" else v) for k, v in form.items()}
+
+        def record(status: int | None, kind: str | None = None) -> None:
+            fake._record(RecordedRequest(method, path, {}, shown, headers, "basic" if given else "missing",
+                                         status, kind))
+
+        if fault is not None and fault.kind == "status":
+            record(fault.status, "status")
+            self._send(fault.status, {"error": "temporarily_unavailable", "error_description": fault.message})
+            return
+        if method != "POST":
+            record(405)
+            self._send(405, {"error": "invalid_request", "error_description": "use POST"})
+            return
+        basic = given[len("Basic "):].strip() if given and given.startswith("Basic ") else None
+        status, answer = fake._issue_token(form, basic)
+        record(status)
+        self._send(status, answer)
 
 
 def make_snapshot(*, run_id: int = 1001, job_id: int | None = 77, job_name: str = "nightly-etl",

@@ -36,12 +36,17 @@ param triageMode string = 'shadow'
 @description('Databricks workspace URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net')
 param databricksHost string
 
-@description('How the app authenticates to Databricks: azure-identity (its managed identity, no secret) or pat (token in Key Vault as databricks-token).')
+@description('How the app authenticates to Databricks (DATABRICKS_AUTH_TYPE): azure-msi or azure-identity (its managed identity, no secret), oauth-m2m (a Databricks service principal: databricksClientId here, its secret in Key Vault as databricks-client-secret) or pat (token in Key Vault as databricks-token).')
 @allowed([
   'azure-identity'
+  'azure-msi'
+  'oauth-m2m'
   'pat'
 ])
 param databricksAuth string = 'azure-identity'
+
+@description('With databricksAuth = oauth-m2m: the Databricks service principal\'s OAuth client id (not a secret).')
+param databricksClientId string = ''
 
 @description('Workspaces the sweep covers, as host or id=host; empty: databricksHost only.')
 param triageWorkspaces array = []
@@ -238,8 +243,8 @@ var openAiEndpoint = (openAiMode == 'create') ? openAi!.outputs.endpoint : ((ope
 var openAiDeployment = (openAiMode == 'create') ? openAi!.outputs.deploymentName : ((openAiMode == 'existing') ? existingOpenAiDeployment : '')
 
 // Every non-secret setting the code reads (shared/config.py). The secret ones (DATABRICKS_TOKEN,
-// TRIAGE_WEBHOOK_USERNAME/PASSWORD, TRIAGE_FEEDBACK_SIGNING_KEY, AZURE_OPENAI_API_KEY,
-// OPENAI_API_KEY, ACS_CONNECTION_STRING, PAGERDUTY_ROUTING_KEY, TEAMS_WEBHOOK_URL,
+// DATABRICKS_CLIENT_SECRET, ARM_CLIENT_SECRET, TRIAGE_WEBHOOK_USERNAME/PASSWORD, TRIAGE_FEEDBACK_SIGNING_KEY,
+// AZURE_OPENAI_API_KEY, OPENAI_API_KEY, ACS_CONNECTION_STRING, PAGERDUTY_ROUTING_KEY, TEAMS_WEBHOOK_URL,
 // SLACK_WEBHOOK_URL, TRIAGE_WEBHOOK_URL, TRIAGE_WEBHOOK_SECRET) are left unset: the app reads them from KEY_VAULT_URL.
 // Host storage, telemetry and TRIAGE_PUBLIC_BASE_URL are set in modules/functionapp.bicep.
 var triageSettings = {
@@ -247,7 +252,8 @@ var triageSettings = {
   TRIAGE_STORAGE: 'https://${storage.outputs.name}.table.${environment().suffixes.storage}'
   TRIAGE_QUEUE_NAME: queueName
   DATABRICKS_HOST: databricksHost
-  DATABRICKS_AUTH: databricksAuth
+  DATABRICKS_AUTH_TYPE: databricksAuth
+  DATABRICKS_CLIENT_ID: databricksClientId
   TRIAGE_WORKSPACES: join(triageWorkspaces, ',')
   TRIAGE_MAX_RETRIES: string(maxRetries)
   TRIAGE_MAX_WORKERS: string(maxWorkers)

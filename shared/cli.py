@@ -10,7 +10,9 @@ helpers (``-o/--output``, ``--out``, ``--timeout``, tables, the store line) are 
 
 Run as a program (``python -m shared`` or the installed ``dbx-triage``), the settings come from
 the environment and, for names the environment does not set, from the ``Values`` of a
-``local.settings.json`` in the current folder, as ``func start`` would read them.
+``local.settings.json`` in the current folder, as ``func start`` would read them, then from a
+Databricks configuration profile (DATABRICKS_CONFIG_PROFILE in DATABRICKS_CONFIG_FILE, default
+the DEFAULT profile of ~/.databrickscfg) for the Databricks host and credentials.
 """
 
 from __future__ import annotations
@@ -179,14 +181,15 @@ def _configure_logging(ctx: Context, *, debug: bool) -> None:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
          stdout: IO[str] | None = None, stderr: IO[str] | None = None, prog: str = "python -m shared") -> int:
     ctx = Context(env={}, stdout=stdout or sys.stdout, stderr=stderr or sys.stderr)
-    if env is None:
-        try:
-            ctx.env = {**local_settings(), **os.environ}
-        except TriageError as exc:
-            ctx.error(exc)
-            return ExitCode.USAGE
-    else:
-        ctx.env = dict(env)
+    try:
+        ctx.env = {**local_settings(), **os.environ} if env is None else dict(env)
+        if env is None or ctx.env.get("DATABRICKS_CONFIG_FILE") or ctx.env.get("DATABRICKS_CONFIG_PROFILE"):
+            from shared.databricks.auth import profile_settings
+
+            ctx.env = {**profile_settings(ctx.env), **ctx.env}   # a ~/.databrickscfg profile, as the SDKs read it
+    except TriageError as exc:
+        ctx.error(exc)
+        return ExitCode.USAGE
     parser = build_parser(prog)
     old_err = sys.stderr
     sys.stderr = ctx.stderr

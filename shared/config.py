@@ -14,13 +14,19 @@ from typing import Mapping
 
 from shared.errors import ConfigError
 
-__all__ = ["Settings", "SECRET_SETTINGS", "CHANNELS", "parse_duration"]
+__all__ = ["Settings", "SECRET_SETTINGS", "CHANNELS", "DATABRICKS_AUTH_TYPES", "parse_duration"]
+
+# DATABRICKS_AUTH_TYPE values (the Databricks SDKs' names), plus azure-identity, this app's older
+# name for DefaultAzureCredential (managed identity in Azure, a developer sign-in locally).
+DATABRICKS_AUTH_TYPES = ("pat", "oauth-m2m", "azure-msi", "azure-cli", "azure-client-secret", "azure-identity")
 
 # Settings whose value is a secret: read through shared.secrets (Key Vault when KEY_VAULT_URL
 # is set, the environment otherwise). The Key Vault secret name is the setting's name in lower
 # case with '_' replaced by '-' (DATABRICKS_TOKEN -> databricks-token).
 SECRET_SETTINGS = (
     "DATABRICKS_TOKEN",
+    "DATABRICKS_CLIENT_SECRET",
+    "ARM_CLIENT_SECRET",
     "AZURE_OPENAI_API_KEY",
     "OPENAI_API_KEY",
     "ACS_CONNECTION_STRING",
@@ -121,7 +127,10 @@ class Settings:
     azure_webjobs_storage: str = ""           # AzureWebJobsStorage (fallback for storage)
     queue_name: str = "triage-requests"       # TRIAGE_QUEUE_NAME
     databricks_host: str = ""                 # DATABRICKS_HOST
-    databricks_auth: str = "pat"              # DATABRICKS_AUTH: pat | azure-identity
+    databricks_auth: str = "pat"              # DATABRICKS_AUTH_TYPE (old name DATABRICKS_AUTH): DATABRICKS_AUTH_TYPES
+    databricks_client_id: str = ""            # DATABRICKS_CLIENT_ID: a service principal's OAuth client id (oauth-m2m)
+    arm_client_id: str = ""                   # ARM_CLIENT_ID: Entra app (azure-client-secret) or user-assigned identity
+    arm_tenant_id: str = ""                   # ARM_TENANT_ID: the Entra tenant (azure-client-secret)
     workspaces: tuple[str, ...] = ()          # TRIAGE_WORKSPACES: host or id=host, comma-separated
     max_retries: int = 3                      # TRIAGE_MAX_RETRIES (job tag triage.max_retries wins; cap 10)
     max_workers: int = 16                     # TRIAGE_MAX_WORKERS: ceiling for resized reruns
@@ -174,9 +183,10 @@ class Settings:
         mode = (e.get("TRIAGE_MODE") or "shadow").strip().lower()
         if mode not in ("shadow", "act"):
             raise ConfigError(f"TRIAGE_MODE: {mode!r} is not 'shadow' or 'act'")
-        auth = (e.get("DATABRICKS_AUTH") or "pat").strip().lower()
-        if auth not in ("pat", "azure-identity"):
-            raise ConfigError(f"DATABRICKS_AUTH: {auth!r} is not 'pat' or 'azure-identity'")
+        auth_setting = "DATABRICKS_AUTH_TYPE" if (e.get("DATABRICKS_AUTH_TYPE") or "").strip() else "DATABRICKS_AUTH"
+        auth = (e.get("DATABRICKS_AUTH_TYPE") or e.get("DATABRICKS_AUTH") or "pat").strip().lower()
+        if auth not in DATABRICKS_AUTH_TYPES:
+            raise ConfigError(f"{auth_setting}: {auth!r} is not one of {', '.join(DATABRICKS_AUTH_TYPES)}")
         kwargs = dict(
             mode=mode,
             storage=e.get("TRIAGE_STORAGE", "").strip(),
@@ -184,6 +194,9 @@ class Settings:
             queue_name=e.get("TRIAGE_QUEUE_NAME") or "triage-requests",
             databricks_host=e.get("DATABRICKS_HOST", "").strip().rstrip("/"),
             databricks_auth=auth,
+            databricks_client_id=e.get("DATABRICKS_CLIENT_ID", "").strip(),
+            arm_client_id=e.get("ARM_CLIENT_ID", "").strip(),
+            arm_tenant_id=e.get("ARM_TENANT_ID", "").strip(),
             workspaces=_list(e, "TRIAGE_WORKSPACES"),
             max_retries=_int(e, "TRIAGE_MAX_RETRIES", 3, 0, 10),
             max_workers=_int(e, "TRIAGE_MAX_WORKERS", 16, 1, 10000),

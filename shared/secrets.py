@@ -2,7 +2,9 @@
 
 Which settings are secrets is listed once, in ``shared.config.SECRET_SETTINGS``. A secret is
 asked for by its setting name (``DATABRICKS_TOKEN``); in Key Vault it is stored under the same
-name in lower case with ``_`` replaced by ``-`` (``databricks-token``).
+name in lower case with ``_`` replaced by ``-`` (``databricks-token``). A Databricks secret of
+one workspace among several adds ``__<workspace id>`` (``DATABRICKS_TOKEN__1234``, in Key Vault
+``databricks-token--1234``).
 
 Where secrets come from (see docs/secrets.md):
 
@@ -26,6 +28,7 @@ with ``SecretProvider.from_settings(settings)`` and pass it to whatever needs se
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -49,6 +52,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 KEY_VAULT_REFERENCE_PREFIX = "@Microsoft.KeyVault("
+# A per-workspace secret is <SECRET_SETTING>__<workspace id> (Key Vault: databricks-token--<id>).
+_WORKSPACE_SUFFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # When Key Vault cannot be reached and a value is cached, serve it this much longer before
 # asking again (never more than the configured TTL).
 _STALE_GRACE_S = 60.0
@@ -115,7 +120,7 @@ class SecretProvider:
         self._cache: dict[str, _Cached] = {}
         self._handed_out: dict[str, str] = {}   # setting -> last value returned (for scrub())
         self._lock = threading.RLock()
-        self._name_locks = {n: threading.Lock() for n in SECRET_SETTINGS}
+        self._name_locks: dict[str, threading.Lock] = {n: threading.Lock() for n in SECRET_SETTINGS}
         self._warned_env: set[str] = set()
 
     @classmethod
@@ -234,7 +239,9 @@ class SecretProvider:
         self._warn_ignored_env(name)
         # One lock per secret: a slow read of one secret does not hold up the others, and
         # concurrent readers of the same secret wait for one fetch instead of each fetching.
-        with self._name_locks[name]:
+        with self._lock:
+            name_lock = self._name_locks.setdefault(name, threading.Lock())
+        with name_lock:
             now = self._clock()
             cached = self._cache.get(name)
             if cached is not None and now < cached.expires:
@@ -336,8 +343,11 @@ class SecretProvider:
 
     @staticmethod
     def _check_name(name: str) -> None:
-        if name not in SECRET_SETTINGS:
-            raise ValueError(f"{name!r} is not a secret setting; known: {', '.join(SECRET_SETTINGS)}")
+        """A secret setting, or one for one workspace: ``DATABRICKS_TOKEN__<workspace id>``."""
+        base, sep, suffix = name.partition("__")
+        if base not in SECRET_SETTINGS or (sep and not _WORKSPACE_SUFFIX.fullmatch(suffix)):
+            raise ValueError(f"{name!r} is not a secret setting; known: {', '.join(SECRET_SETTINGS)} "
+                             "(each may end in __<workspace id>)")
 
 
 class _Transient(Exception):

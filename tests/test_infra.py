@@ -265,6 +265,11 @@ NOT_SET_IN_AZURE = {
     "AzureWebJobsStorage": "a connection string (with a key); Azure uses the identity-based "
                            "AzureWebJobsStorage__* settings",
     "AzureWebJobsStorage__clientId": "only for a user-assigned identity; the app uses its system-assigned one",
+    "DATABRICKS_AUTH": "the old name of DATABRICKS_AUTH_TYPE, which the deployment sets",
+    "ARM_CLIENT_ID": "only for azure-client-secret or a user-assigned identity; the app uses its system-assigned one",
+    "ARM_TENANT_ID": "only for azure-client-secret (an Entra app's secret); the app uses its managed identity",
+    "DATABRICKS_CONFIG_FILE": "a .databrickscfg file is for people at a terminal (the command line)",
+    "DATABRICKS_CONFIG_PROFILE": "a .databrickscfg profile is for people at a terminal (the command line)",
 }
 # App settings the deployment gives the app that our code does not read: the Functions host and
 # its Application Insights integration do.
@@ -547,6 +552,8 @@ def test_app_settings_cover_every_local_setting():
     for name in _local_settings()["Values"]:
         if name in FC1_REJECTED_SETTINGS or name in SECRET_SETTINGS:
             continue
+        if name in NOT_SET_IN_AZURE and name != "AzureWebJobsStorage":
+            continue
         if name == "AzureWebJobsStorage":
             if "AzureWebJobsStorage__accountName" not in settings:
                 missing.append(name)
@@ -588,9 +595,14 @@ def test_triage_mode_defaults_to_shadow():
 
 
 def test_databricks_auth_choices_match_the_code():
+    from shared.config import DATABRICKS_AUTH_TYPES
+
     spec = _parse(MAIN)["parameters"]["databricksAuth"]
-    assert sorted(_decorator(spec, "allowed")) == ["azure-identity", "pat"]
-    assert _app_settings()["DATABRICKS_AUTH"] == "databricksAuth"
+    allowed = sorted(_decorator(spec, "allowed"))
+    assert allowed == ["azure-identity", "azure-msi", "oauth-m2m", "pat"]
+    assert set(allowed) <= set(DATABRICKS_AUTH_TYPES)       # azure-cli / azure-client-secret: not for the app
+    assert _app_settings()["DATABRICKS_AUTH_TYPE"] == "databricksAuth"
+    assert _app_settings()["DATABRICKS_CLIENT_ID"] == "databricksClientId"
 
 
 # ------------------------------------------------------------------------------------ RBAC

@@ -27,7 +27,6 @@ from shared.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from shared.notify.notifier import Notifier
-    from azure.core.credentials import TokenCredential
     from shared.config import Settings
     from shared.databricks import DatabricksClient
     from shared.secrets import SecretProvider
@@ -154,9 +153,12 @@ def build_secrets(settings: "Settings") -> "SecretProvider":
 def build_client(settings: "Settings", secrets: "SecretProvider", *, workspace: Workspace | None = None,
                  **client_kwargs: Any) -> "DatabricksClient":
     """A Jobs API client for ``workspace`` (default: the first configured one), authenticated as
-    DATABRICKS_AUTH says. A personal access token is read through ``secrets`` on every request
-    (cached there), so a rotated token is picked up without a restart."""
-    from shared.databricks import AzureIdentityCredential, DatabricksClient, PatCredential
+    the Databricks unified-auth settings say (``shared.databricks.auth.credential_for``:
+    DATABRICKS_AUTH_TYPE, a token, or a service principal's OAuth client id and secret; each may
+    be given per workspace as NAME__<workspace id>). Secrets are read through ``secrets`` on use
+    (cached there), so a rotated token or client secret is picked up without a restart."""
+    from shared.databricks import DatabricksClient
+    from shared.databricks.auth import credential_for
 
     if workspace is None:
         configured = workspaces(settings)
@@ -164,11 +166,12 @@ def build_client(settings: "Settings", secrets: "SecretProvider", *, workspace: 
             raise ConfigError("DATABRICKS_HOST is not set (the workspace URL, "
                               "e.g. https://adb-1234567890123456.7.azuredatabricks.net)")
         workspace = configured[0]
-    if settings.databricks_auth == "azure-identity":
-        credential: TokenCredential = AzureIdentityCredential()
-    else:
-        secrets.get("DATABRICKS_TOKEN")   # fail now, naming the secret, rather than on the first call
-        credential = PatCredential(lambda: secrets.get("DATABRICKS_TOKEN"))
+    try:
+        host = _normalise_host(workspace.host, "workspace")
+    except ConfigError:
+        host = workspace.host
+    credential = credential_for(settings, secrets, host=host, workspace_id=workspace.id,
+                                timeout=float(client_kwargs.get("timeout", 30.0)))
     try:
         return DatabricksClient(workspace.host, credential, **client_kwargs)
     except ValueError as exc:

@@ -6,6 +6,14 @@
   Any azure-core ``TokenCredential`` (default: ``DefaultAzureCredential``, i.e. the managed
   identity in Azure) asked for ``2ff814a6-3304-4ab8-85cb-cd0e6f879c1d/.default``; the token is
   cached and fetched again five minutes before it expires.
+- ``OAuthM2MCredential(host, client_id, client_secret)``: a Databricks service principal's OAuth
+  secret exchanged at the workspace's ``/oidc/v1/token``; cached and refreshed before expiry.
+
+``credential_for(settings, secrets, host=..., workspace_id=...)`` picks one the way the Databricks
+SDKs' unified authentication does (``DATABRICKS_AUTH_TYPE``: pat, oauth-m2m, azure-msi,
+azure-cli, azure-client-secret; unset: a token if there is one, else a client id and secret),
+with per-workspace settings (``<NAME>__<workspace id>``) before the shared ones.
+``read_profile`` / ``profile_settings`` read a ``~/.databrickscfg`` profile for the command line.
 
 No token ever appears in an error, a log line or a repr.
 """
@@ -19,7 +27,8 @@ from typing import Any, Callable, Protocol
 
 from shared.errors import DatabricksAuthError, SecretError
 
-__all__ = ["DATABRICKS_SCOPE", "Credential", "PatCredential", "AzureIdentityCredential", "no_azure_credential"]
+__all__ = ["DATABRICKS_SCOPE", "Credential", "PatCredential", "AzureIdentityCredential", "OAuthM2MCredential",
+           "no_azure_credential", "credential_for", "read_profile", "profile_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -148,3 +157,256 @@ def no_azure_credential(exc: BaseException) -> bool:
             or "authentication unavailable" in text)
 
 
+
+
+class OAuthM2MCredential:
+    """OAuth machine-to-machine for a Databricks service principal (``DATABRICKS_AUTH_TYPE=oauth-m2m``):
+    the client id and secret are exchanged at the workspace's ``/oidc/v1/token`` (client
+    credentials grant, scope ``all-apis``) for an access token, which is cached and fetched again
+    ``refresh_margin_s`` before it expires (tokens live an hour). ``client_secret`` may be a
+    zero-argument callable (a Key Vault reader: a rotated secret is picked up on the next fetch).
+
+    A refused client is a ``DatabricksAuthError`` naming the client id (never the secret); an
+    unreachable endpoint a ``DatabricksUnavailable``."""
+
+    def __init__(self, host: str, client_id: str, client_secret: str | Callable[[], str], *,
+                 scope: str = "all-apis", timeout: float = 30.0, refresh_margin_s: float = 300.0,
+                 clock: Callable[[], float] = time.time, session: Any = None) -> None:
+        if not client_id or not str(client_id).strip():
+            raise ValueError("OAuthM2MCredential needs the service principal's client id (DATABRICKS_CLIENT_ID)")
+        if not callable(client_secret) and not (isinstance(client_secret, str) and client_secret.strip()):
+            raise ValueError("OAuthM2MCredential needs the client secret (DATABRICKS_CLIENT_SECRET)")
+        host = host.strip().rstrip("/")
+        self.host = host if "://" in host else "https://" + host
+        self.client_id = str(client_id).strip()
+        self._secret = client_secret if callable(client_secret) else (lambda v=client_secret.strip(): v)
+        self._scope = scope
+        self._timeout = float(timeout)
+        self._margin = float(refresh_margin_s)
+        self._clock = clock
+        self._session = session
+        self._lock = threading.Lock()
+        self._token = ""
+        self._expires_on = 0.0
+        self._last_secret = ""
+        self.fetches = 0              # tokens fetched (for tests and the health page)
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.host}/oidc/v1/token"
+
+    def _fetch(self) -> None:
+        import requests
+
+        from shared.errors import DatabricksUnavailable
+
+        try:
+            secret = self._secret()
+        except Exception as exc:  # noqa: BLE001 - a secret reader may raise anything
+            raise SecretError(f"DATABRICKS_CLIENT_SECRET could not be read: {type(exc).__name__}: "
+                              f"{_one_line(str(exc), 200)}") from exc
+        if not isinstance(secret, str) or not secret.strip():
+            raise SecretError("DATABRICKS_CLIENT_SECRET is empty")
+        self._last_secret = secret.strip()
+        session = self._session or requests
+        try:
+            answer = session.post(self.token_url, data={"grant_type": "client_credentials", "scope": self._scope},
+                                  auth=(self.client_id, self._last_secret), timeout=self._timeout,
+                                  headers={"Accept": "application/json"})
+        except requests.RequestException as exc:
+            raise DatabricksUnavailable(f"cannot get an OAuth token from {self.token_url}: {type(exc).__name__}",
+                                        method="POST", url=self.token_url) from None
+        self.fetches += 1
+        try:
+            body = answer.json()
+        except ValueError:
+            body = {}
+        body = body if isinstance(body, dict) else {}
+        if answer.status_code >= 400:
+            code = str(body.get("error") or body.get("error_code") or f"HTTP {answer.status_code}")
+            text = _one_line(str(body.get("error_description") or body.get("message") or ""), 200)
+            cls = DatabricksUnavailable if answer.status_code in (429,) or answer.status_code >= 500 \
+                else DatabricksAuthError
+            raise cls(f"the workspace refused OAuth client {self.client_id}: {code}" + (f" ({text})" if text else "")
+                      + (" - check DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET" if cls is DatabricksAuthError
+                         else ""), status=answer.status_code, error_code=code, method="POST", url=self.token_url)
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise DatabricksAuthError(f"{self.token_url} answered without an access_token",
+                                      status=answer.status_code, method="POST", url=self.token_url)
+        try:
+            lifetime = float(body.get("expires_in") or 3600)
+        except (TypeError, ValueError):
+            lifetime = 3600.0
+        self._token = token
+        # refresh before expiry: the margin, but never more than half the token's life
+        self._expires_on = self._clock() + lifetime
+        self._margin_now = min(self._margin, lifetime / 2)
+        log.debug("fetched an OAuth M2M token for %s, valid for %.0f s", self.client_id, lifetime)
+
+    def authorization(self) -> str:
+        with self._lock:
+            if not self._token or self._clock() >= self._expires_on - getattr(self, "_margin_now", self._margin):
+                self._fetch()
+            return f"Bearer {self._token}"
+
+    def invalidate(self) -> None:
+        """Forget the cached token (the workspace refused it): the next call fetches a new one."""
+        with self._lock:
+            self._token = ""
+            self._expires_on = 0.0
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(v for v in (self._token, self._last_secret) if v)
+
+    def __repr__(self) -> str:
+        return f"OAuthM2MCredential({self.host!r}, client_id={self.client_id!r})"
+
+
+# --- choosing a credential (unified auth) --------------------------------------------------------
+
+_AZURE_TYPES = ("azure-msi", "azure-cli", "azure-client-secret", "azure-identity")
+
+
+def _per_workspace(settings: Any, name: str, workspace_id: str, default: str = "") -> str:
+    """``<name>__<workspace id>`` when set, else ``default``."""
+    extra = getattr(settings, "extra", None) or {}
+    if workspace_id:
+        value = str(extra.get(f"{name}__{workspace_id}") or "").strip()
+        if value:
+            return value
+    return default
+
+
+def _secret_reader(secrets: Any, name: str, workspace_id: str) -> tuple[str, Callable[[], str]] | None:
+    """(the setting that holds it, a reader called on every use) for the first of
+    ``<name>__<workspace id>`` and ``<name>`` that is set; None when neither is."""
+    for candidate in ([f"{name}__{workspace_id}"] if workspace_id else []) + [name]:
+        if secrets.get_optional(candidate) is not None:
+            return candidate, (lambda c=candidate: secrets.get(c))
+    return None
+
+
+def credential_for(settings: Any, secrets: Any, *, host: str, workspace_id: str = "",
+                   timeout: float = 30.0) -> Credential:
+    """The credential for one workspace, chosen as the Databricks SDKs' unified authentication
+    does. ``DATABRICKS_AUTH_TYPE`` (or ``DATABRICKS_AUTH_TYPE__<workspace id>``; the old name
+    ``DATABRICKS_AUTH`` too) forces a type; unset, a personal access token is used when there is
+    one, else OAuth M2M when a client id and secret are set. Secrets come through ``secrets``
+    (Key Vault or the environment); each setting is looked up for the workspace first
+    (``DATABRICKS_TOKEN__<id>``, ``DATABRICKS_CLIENT_ID__<id>``, ...), then shared."""
+    from shared.errors import ConfigError
+
+    extra = getattr(settings, "extra", None) or {}
+    forced = _per_workspace(settings, "DATABRICKS_AUTH_TYPE", workspace_id).lower()
+    if forced and forced not in ("pat", "oauth-m2m", *_AZURE_TYPES):
+        raise ConfigError(f"DATABRICKS_AUTH_TYPE__{workspace_id}: {forced!r} is not one of pat, oauth-m2m, "
+                          + ", ".join(_AZURE_TYPES))
+    explicit = bool(forced or str(extra.get("DATABRICKS_AUTH_TYPE") or extra.get("DATABRICKS_AUTH") or "").strip())
+    auth = forced or (getattr(settings, "databricks_auth", "") or "pat")
+    where = (f" (workspace {workspace_id}: a setting NAME__{workspace_id} is read before NAME)"
+             if workspace_id else "")
+    if auth == "pat":
+        token = _secret_reader(secrets, "DATABRICKS_TOKEN", workspace_id)
+        if token is not None:
+            return PatCredential(token[1])
+        client_id = _per_workspace(settings, "DATABRICKS_CLIENT_ID", workspace_id,
+                                   getattr(settings, "databricks_client_id", ""))
+        if not explicit and client_id and _secret_reader(secrets, "DATABRICKS_CLIENT_SECRET", workspace_id):
+            auth = "oauth-m2m"
+        else:
+            raise SecretError("no Databricks credential: set DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and "
+                              "DATABRICKS_CLIENT_SECRET (a service principal, DATABRICKS_AUTH_TYPE=oauth-m2m), or "
+                              "DATABRICKS_AUTH_TYPE=azure-msi / azure-cli / azure-client-secret" + where)
+    if auth == "oauth-m2m":
+        client_id = _per_workspace(settings, "DATABRICKS_CLIENT_ID", workspace_id,
+                                   getattr(settings, "databricks_client_id", ""))
+        if not client_id:
+            raise ConfigError("DATABRICKS_AUTH_TYPE=oauth-m2m needs DATABRICKS_CLIENT_ID, the service principal's "
+                              "OAuth client id" + where)
+        secret = _secret_reader(secrets, "DATABRICKS_CLIENT_SECRET", workspace_id)
+        if secret is None:
+            raise SecretError("DATABRICKS_AUTH_TYPE=oauth-m2m needs the secret DATABRICKS_CLIENT_SECRET "
+                              "(Key Vault: databricks-client-secret)" + where)
+        return OAuthM2MCredential(host, client_id, secret[1], timeout=timeout)
+    client = _per_workspace(settings, "ARM_CLIENT_ID", workspace_id, getattr(settings, "arm_client_id", ""))
+    if auth == "azure-msi":
+        from azure.identity import ManagedIdentityCredential
+
+        return AzureIdentityCredential(ManagedIdentityCredential(client_id=client) if client
+                                       else ManagedIdentityCredential())
+    if auth == "azure-cli":
+        from azure.identity import AzureCliCredential
+
+        return AzureIdentityCredential(AzureCliCredential())
+    if auth == "azure-client-secret":
+        tenant = _per_workspace(settings, "ARM_TENANT_ID", workspace_id, getattr(settings, "arm_tenant_id", ""))
+        secret = _secret_reader(secrets, "ARM_CLIENT_SECRET", workspace_id)
+        if not (client and tenant and secret):
+            raise ConfigError("DATABRICKS_AUTH_TYPE=azure-client-secret needs ARM_CLIENT_ID, ARM_TENANT_ID and the "
+                              "secret ARM_CLIENT_SECRET (an Entra ID service principal)" + where)
+        from azure.identity import ClientSecretCredential
+
+        return AzureIdentityCredential(ClientSecretCredential(tenant, client, secret[1]()))
+    return AzureIdentityCredential()      # azure-identity: DefaultAzureCredential
+
+
+# --- ~/.databrickscfg profiles (for people at a terminal) ---------------------------------------
+
+# .databrickscfg field -> the setting it stands for (the Databricks SDKs' names).
+PROFILE_FIELDS = {
+    "host": "DATABRICKS_HOST",
+    "token": "DATABRICKS_TOKEN",
+    "auth_type": "DATABRICKS_AUTH_TYPE",
+    "client_id": "DATABRICKS_CLIENT_ID",
+    "client_secret": "DATABRICKS_CLIENT_SECRET",
+    "azure_client_id": "ARM_CLIENT_ID",
+    "azure_tenant_id": "ARM_TENANT_ID",
+    "azure_client_secret": "ARM_CLIENT_SECRET",
+}
+
+
+def read_profile(path: str, name: str) -> dict[str, str] | None:
+    """The fields of profile ``[name]`` of a .databrickscfg file (None when there is no such
+    profile). ``[DEFAULT]`` is an ordinary profile here, as in the Databricks tools."""
+    import configparser
+
+    from shared.errors import ConfigError
+
+    parser = configparser.ConfigParser(default_section="\x00none", interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            parser.read_file(fh)
+    except (OSError, configparser.Error) as exc:
+        raise ConfigError(f"{path}: not a readable .databrickscfg file ({type(exc).__name__})") from None
+    if not parser.has_section(name):
+        return None
+    return {k.strip().lower(): v.strip() for k, v in parser.items(name) if v is not None}
+
+
+def profile_settings(env: Any, *, home: str | None = None) -> dict[str, str]:
+    """Settings from a Databricks configuration profile, for the names ``env`` does not set (the
+    environment wins, as in the Databricks SDKs). The file is DATABRICKS_CONFIG_FILE, else
+    ~/.databrickscfg; the profile DATABRICKS_CONFIG_PROFILE, else DEFAULT when the file has one.
+    A profile that was asked for and is missing is a ConfigError naming it."""
+    import os
+
+    from shared.errors import ConfigError
+
+    wanted = str(env.get("DATABRICKS_CONFIG_PROFILE") or "").strip()
+    path = str(env.get("DATABRICKS_CONFIG_FILE") or "").strip() or os.path.join(
+        home if home is not None else os.path.expanduser("~"), ".databrickscfg")
+    path = os.path.expanduser(path)
+    if not os.path.isfile(path):
+        if wanted:
+            raise ConfigError(f"DATABRICKS_CONFIG_PROFILE={wanted}: there is no configuration file {path} "
+                              "(set DATABRICKS_CONFIG_FILE, or run `databricks auth login`)")
+        return {}
+    fields = read_profile(path, wanted or "DEFAULT")
+    if fields is None:
+        if wanted:
+            raise ConfigError(f"DATABRICKS_CONFIG_PROFILE={wanted}: {path} has no profile [{wanted}]")
+        return {}
+    out = {setting: fields[key] for key, setting in PROFILE_FIELDS.items()
+           if fields.get(key) and not str(env.get(setting) or "").strip()}
+    return out

@@ -1,6 +1,6 @@
 """Databricks Jobs API 2.2 client: one session, one ``_request()``, typed errors, bounded retries.
 
-    client = DatabricksClient.from_settings(settings)          # DATABRICKS_HOST + DATABRICKS_AUTH
+    client = DatabricksClient.from_settings(settings)          # DATABRICKS_HOST + DATABRICKS_AUTH_TYPE
     run = client.get_run(run_id)                               # every page of tasks/job_clusters/...
     client.repair_run({"run_id": run_id, "rerun_all_failed_tasks": True})
 
@@ -39,7 +39,6 @@ from shared.errors import (
     DatabricksError,
     DatabricksNotFound,
     DatabricksUnavailable,
-    SecretError,
 )
 
 from shared.databricks.auth import (DATABRICKS_SCOPE, AzureIdentityCredential, Credential, PatCredential,
@@ -331,38 +330,31 @@ class DatabricksClient:
     @classmethod
     def from_settings(cls, settings: Settings, token: str | Callable[[], str] | None = None,
                       **kwargs: Any) -> "DatabricksClient":
-        """Build from ``Settings``: host from DATABRICKS_HOST, auth from DATABRICKS_AUTH.
+        """Build from ``Settings``: host from DATABRICKS_HOST, auth from DATABRICKS_AUTH_TYPE.
 
-        ``token`` is the personal access token (or a callable returning it) fetched by the caller;
-        when None and DATABRICKS_AUTH=pat, the secret DATABRICKS_TOKEN is read through ``secrets=``
-        (keyword, a ``shared.secrets.SecretProvider``), else through one built from the settings:
-        Key Vault when KEY_VAULT_URL is set (the app setting is then ignored), the environment
+        ``token`` is a personal access token (or a callable returning it) fetched by the caller;
+        when None the credential is chosen by ``shared.databricks.auth.credential_for`` with the
+        secrets read through ``secrets=`` (keyword, a ``shared.secrets.SecretProvider``), else
+        through one built from the settings: Key Vault when KEY_VAULT_URL is set, the environment
         otherwise. ``credential=`` (keyword) overrides both, e.g. an ``AzureIdentityCredential``
         around a specific azure-core credential."""
         host = getattr(settings, "databricks_host", "") or ""
         if not host:
             raise ConfigError("DATABRICKS_HOST is not set (the workspace URL, "
                               "e.g. https://adb-1234567890123456.7.azuredatabricks.net)")
-        auth = getattr(settings, "databricks_auth", "pat") or "pat"
         given: Credential | None = kwargs.pop("credential", None)
         secrets: SecretProvider = kwargs.pop("secrets", None)
         if given is not None:
             credential: Credential = given
-        elif auth == "azure-identity":
-            credential = AzureIdentityCredential()
-        elif auth == "pat":
-            if token is None:
-                from shared.secrets import SecretProvider
-
-                provider = secrets if secrets is not None else SecretProvider.from_settings(settings)
-                if provider.get_optional("DATABRICKS_TOKEN") is not None:   # fail now when it is missing
-                    token = lambda: provider.get("DATABRICKS_TOKEN")  # noqa: E731 - read per request (rotation)
-            if not token:
-                raise SecretError("DATABRICKS_TOKEN is not set (or set DATABRICKS_AUTH=azure-identity "
-                                  "to use the app's managed identity)")
+        elif token is not None:
             credential = PatCredential(token)
         else:
-            raise ConfigError(f"DATABRICKS_AUTH: {auth!r} is not 'pat' or 'azure-identity'")
+            from shared.databricks.auth import credential_for
+            from shared.secrets import SecretProvider
+
+            provider = secrets if secrets is not None else SecretProvider.from_settings(settings)
+            credential = credential_for(settings, provider, host=host.strip().rstrip("/"),
+                                        timeout=float(kwargs.get("timeout", 30.0)))
         try:
             return cls(host, credential, **kwargs)
         except ValueError as exc:
