@@ -53,6 +53,8 @@ def health_report(env: Mapping[str, str] | None = None) -> tuple[int, dict[str, 
             "key_vault": bool(settings.key_vault_url),
             "feedback_links": bool(settings.public_base_url),
         },
+        # the routes by channel name (which channels are configured is a secret-store question)
+        "channels": {"notify_via": list(settings.notify_via), "escalate_via": list(settings.escalate_via)},
     }
 
 

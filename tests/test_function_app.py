@@ -319,6 +319,7 @@ def test_health_reports_booleans_and_no_secrets(app_env, monkeypatch):
     assert body["status"] == "ok" and body["mode"] == "act" and body["version"]
     assert body["integrations"]["databricks"] is True and body["integrations"]["key_vault"] is True
     assert body["integrations"]["llm"] is False
+    assert body["channels"] == {"notify_via": ["email"], "escalate_via": ["email"]}
     for name in ("AzureWebJobsStorage", "DATABRICKS_HOST", "DATABRICKS_TOKEN", "TRIAGE_WEBHOOK_PASSWORD"):
         assert app_env[name] not in text, name
     assert "vault.azure.net" not in text and "127.0.0.1" not in text

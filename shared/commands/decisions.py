@@ -2,6 +2,7 @@
 
     decisions list [--job NAME_OR_ID] [--since 24h] [--limit N] [-o table|json]
     decisions show KEY [--job NAME_OR_ID]
+    decisions handled KEY [--job NAME_OR_ID]     a person dealt with it: resolve its page
 
 The store is the one the app uses (TRIAGE_STORAGE, else AzureWebJobsStorage, else the local
 SQLite file .triage/triage.db), named on stderr; a store that does not exist is an error (a
@@ -18,7 +19,7 @@ from typing import Any
 from shared.commands.common import (add_output, duration_arg, non_negative_int, open_cli_store, render_table, shown,
                                     write_json)
 
-__all__ = ["register", "run_list", "run_show"]
+__all__ = ["register", "run_list", "run_show", "run_handled"]
 
 _COLUMNS = ("created", "job_id", "job_name", "decision_key", "category", "action", "confidence", "decided_by",
             "mode", "status")
@@ -28,7 +29,7 @@ _COUNT_CAP = 10_000        # decisions counted to say "100 of 600 shown"
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("decisions", help="list or show recorded decisions",
                                    description="Read the decision store (TRIAGE_STORAGE). Never creates it.")
-    sub = parser.add_subparsers(dest="decisions_command", metavar="{list,show}", parser_class=type(parser))
+    sub = parser.add_subparsers(dest="decisions_command", metavar="{list,show,handled}", parser_class=type(parser))
     sub.required = True
 
     p_list = sub.add_parser("list", help="decisions, newest first")
@@ -45,6 +46,13 @@ def register(subparsers: Any) -> None:
     p_show.add_argument("--job", metavar="NAME_OR_ID", help="the job id or name (an id is faster on Table Storage)")
     p_show.add_argument("-o", "--output", choices=("json",), default="json", help="output format (json)")
     p_show.set_defaults(run=run_show)
+
+    p_handled = sub.add_parser("handled", help="mark a paged decision handled: its PagerDuty alert (or its "
+                                                "incident, once every job of it is handled or recovered) is resolved")
+    p_handled.add_argument("key", metavar="KEY", help="the decision key, <run_id>-<repair_count>")
+    p_handled.add_argument("--job", metavar="NAME_OR_ID", help="the job id (faster on Table Storage)")
+    p_handled.add_argument("-o", "--output", choices=("json",), default="json", help="output format (json)")
+    p_handled.set_defaults(run=run_handled)
 
 
 def _iso(ms: int) -> str:
@@ -106,4 +114,30 @@ def run_show(args: argparse.Namespace, ctx: Any) -> int:
         ctx.error(f"no decision with key {args.key!r}{where}")
         return 1
     write_json(ctx, _as_json(record))
+    return 0
+
+
+def run_handled(args: argparse.Namespace, ctx: Any) -> int:
+    """A person dealt with the failure: record it and resolve what was paged for it."""
+    from shared.app.runtime import open_runtime
+    from shared.notify.routing import recovered
+
+    settings = ctx.settings()
+    job = (args.job or "").strip() or None
+    with open_cli_store(ctx, write=False, settings=settings) as store:
+        record = store.get(args.key, job_id=job)
+        if record is None:
+            ctx.error(f"no decision with key {args.key!r}" + (f" for job {args.job}" if args.job else ""))
+            return 1
+        if (record.notification or {}).get("recovered_at"):
+            write_json(ctx, {"decision_key": record.decision_key, "status": "already recovered",
+                             "how": record.notification.get("recovered_how")})
+            return 0
+        with open_runtime(settings, store=store) as rt:
+            out = recovered(settings, record, store=store, notifier=rt.notifier, now_ms=int(time.time() * 1000),
+                            how="marked handled")
+    write_json(ctx, {"decision_key": record.decision_key, "status": "handled", "resolved": out})
+    if out is not None and out.get("status") not in ("resolved",):
+        ctx.error(f"the page was not resolved: {out.get('error') or out.get('status')}")
+        return 1
     return 0

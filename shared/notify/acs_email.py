@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from shared.snapshot import Snapshot
     from shared.store import DecisionRecord, Store
 
+from shared.notify import incidents
+from shared.notify.notice import outage_text
 from shared.notify.notifier import EMAIL_ACTIONS, Email, Similar
 from shared.notify.recipients import _ADDRESS, recipients_for
 from shared.notify.render import _MAX_ERROR, _one_line, feedback_links, render_email
@@ -200,6 +202,7 @@ class EmailNotifier:
         else:
             similar = Similar.from_dict(entry.value.get("similar"))
 
+        outage = self._outage(snapshot, decision, record, key, now_ms)
         attempt_id = str(uuid.uuid4())
         base = {"to": list(rcpt.to), "recipient_source": rcpt.source, "attempts": attempts,
                 "operation_id": attempt_id}
@@ -208,7 +211,8 @@ class EmailNotifier:
             email = render_email(snapshot, decision, record, settings=self._settings, links=links,
                                  recipients=rcpt, similar=similar,
                                  scrub=self._secrets.scrub if self._secrets is not None else None,
-                                 now=now_ms / 1000)
+                                 now=now_ms / 1000,
+                                 others=outage_text(outage, str(record.job_id or snapshot.job_id or "nojob")))
             base["subject"] = email.subject
             self._send(email, attempt_id)
         except _SendFailed as exc:
@@ -295,6 +299,23 @@ class EmailNotifier:
             if put is not None:
                 return _Window(send=True, count=1, similar=similar)
         raise StoreError(f"email window {wkey}: too much contention")
+
+    # --- one incident per outage ----------------------------------------------------------
+    def _outage(self, snapshot: "Snapshot", decision: Decision, record: "DecisionRecord", key: str,
+                now_ms: int) -> "incidents.Incident | None":
+        """The incident of this failure's cause, joined once per decision key; None when the
+        grouping state cannot be written (the email goes out without the count)."""
+        cause = incidents.cause_of(snapshot, decision)
+        name = _one_line(redact(self._secrets.scrub(record.job_name or snapshot.job_name)
+                                if self._secrets is not None else record.job_name or snapshot.job_name), 120)
+        try:
+            return incidents.join(self._store, self._settings, cause,
+                                  job_id=str(record.job_id or snapshot.job_id or "nojob"), job_name=name,
+                                  run_id=snapshot.run_id, decision_key=key, action=Action(str(decision.action)).value,
+                                  now_ms=now_ms)
+        except StoreError as exc:
+            _log.warning("incident grouping skipped for %s: %s", key, exc)
+            return None
 
     # --- feedback links -----------------------------------------------------------------
     def _links(self, decision_key: str) -> dict[str, str]:

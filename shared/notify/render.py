@@ -178,6 +178,7 @@ class _View:
     links_expire: str
     owner_line: str
     why_you: str
+    outage: str = ""          # how many other jobs fail the same way (shared.notify.incidents)
 
 
 def render_email(
@@ -191,22 +192,24 @@ def render_email(
     similar: Similar | None = None,
     scrub: Callable[[str], str] | None = None,
     now: float | None = None,
+    others: str = "",
 ) -> Email:
     """Subject, HTML and plain-text bodies for a decision; nothing is sent.
 
     ``links`` maps a verdict to its feedback URL (``feedback_links``); ``similar`` carries the
     failures counted, not emailed, since the last email; ``scrub`` removes known secret values
-    (``SecretProvider.scrub``) before ``shared.redact`` runs.
+    (``SecretProvider.scrub``) before ``shared.redact`` runs; ``others`` says how many other jobs
+    fail the same way (``shared.notify.notice.outage_text``).
     """
     rcpt = recipients or recipients_for(snapshot, decision, settings)
     view = _build_view(snapshot, decision, record, settings=settings, links=links, recipients=rcpt,
-                       similar=similar, scrub=scrub, now=time.time() if now is None else now)
+                       similar=similar, scrub=scrub, now=time.time() if now is None else now, others=others)
     return Email(subject=view.subject, html=_render_html(view), text=_render_text(view), to=rcpt.to)
 
 
 def _build_view(snapshot: "Snapshot", decision: Decision, record: "DecisionRecord", *, settings: "Settings",
                 links: Mapping[str, str], recipients: Recipients, similar: Similar | None,
-                scrub: Callable[[str], str] | None, now: float) -> _View:
+                scrub: Callable[[str], str] | None, now: float, others: str = "") -> _View:
     def clean(text: Any, limit: int = 2000) -> str:
         t = strip_ansi(str(text or ""))
         if scrub is not None:
@@ -321,6 +324,7 @@ def _build_view(snapshot: "Snapshot", decision: Decision, record: "DecisionRecor
         links_expire=expires,
         owner_line=owner_line,
         why_you=(f"You receive this as {recipients.source}." if recipients.source else ""),
+        outage=clean(others, 2000),
     )
 
 
@@ -346,6 +350,8 @@ def _render_html(v: _View) -> str:
     add(f'<div style="{_CSS_BOX}background:#fff8c5;"><h2 style="{_CSS_H2}">What to do</h2>'
         f'<p style="margin:0;">{_e(v.todo)}</p>'
         f'<p style="margin:8px 0 0 0;"><b>Suggested fix:</b> {_e(v.fix)}</p>')
+    if v.outage:
+        add(f'<p style="margin:8px 0 0 0;font-weight:600;">{_e(v.outage)}</p>')
     if v.owner_line:
         add(f'<p style="margin:8px 0 0 0;">{_e(v.owner_line)}</p>')
     if v.run_url:
@@ -423,6 +429,8 @@ def _render_html(v: _View) -> str:
 
 def _render_text(v: _View) -> str:
     lines = [f"{v.job_name} failed: {v.category}", v.headline, "", "WHAT TO DO", v.todo, f"Suggested fix: {v.fix}"]
+    if v.outage:
+        lines.append(v.outage)
     if v.owner_line:
         lines.append(v.owner_line)
     if v.run_url:

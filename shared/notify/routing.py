@@ -21,7 +21,8 @@ its earlier result instead of sending twice).
 
 ``resolve_recovered(...)`` (called by every sweep): the jobs of open incidents whose run has
 since succeeded (a repair by a person, or one the app made) are marked recovered; when all of an
-incident's paged jobs have, its PagerDuty alert is resolved, exactly once.
+incident's paged jobs have, its PagerDuty alert is resolved, exactly once. ``recovered(...)`` is
+the same step for one decision a person marked handled (``decisions handled KEY``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from shared.config import CHANNELS
 from shared.errors import DatabricksError, StoreError
@@ -44,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 from shared.notify import incidents
 from shared.notify.notifier import EMAIL_ACTIONS, Notifier
 
-__all__ = ["RoutedNotifier", "route_for", "resolve_recovered", "build_channels", "CHANNEL_SECRETS"]
+__all__ = ["RoutedNotifier", "route_for", "resolve_recovered", "recovered", "build_channels", "CHANNEL_SECRETS"]
 
 # The secret that configures each channel (email is configured by EMAIL_SENDER and ACS).
 CHANNEL_SECRETS = {"pagerduty": "PAGERDUTY_ROUTING_KEY", "teams": "TEAMS_WEBHOOK_URL",
@@ -183,49 +184,72 @@ def _run_succeeded(run: Mapping[str, Any]) -> bool:
     return state.terminal and state.result_state == "SUCCESS"
 
 
-def resolve_recovered(settings: "Settings", *, client: "DatabricksClient", store: "Store", notifier: Any,
-                      now_ms: int | None = None, lookback_s: int = 2 * 86400,
-                      handled: Callable[["DecisionRecord"], bool] | None = None) -> list[dict[str, Any]]:
-    """Mark recovered the jobs of open incidents whose run succeeded since (or that a person marked
-    handled: ``record.feedback["handled"]``), and resolve each incident whose paged jobs all
-    recovered. Returns one entry per incident resolved."""
+def _paged(rec: "DecisionRecord") -> bool:
+    """The decision's notice went to PagerDuty (an incident's or its own alert)."""
+    n = rec.notification or {}
+    if n.get("channel") == "pagerduty" and n.get("dedup_key"):
+        return True
+    return bool(n.get("incident_key")) and rec.action == Action.ESCALATE.value
+
+
+def recovered(settings: "Settings", rec: "DecisionRecord", *, store: "Store", notifier: Any,
+              now_ms: int, how: str) -> dict[str, Any] | None:
+    """This decision's job recovered (``how``: "run succeeded" or "marked handled"): record it on
+    the decision, mark its job in the incident, and resolve the page when nothing is left open —
+    the incident's (once every paged job recovered; exactly once) or the decision's own alert.
+    Returns what was resolved, or None."""
     pagerduty = notifier.channel("pagerduty") if hasattr(notifier, "channel") else None
+    n = dict(rec.notification or {})
+    n.update(recovered_at=now_ms, recovered_how=how)
+    rec.notification = n
+    store.update(rec)
+    key = n.get("incident_key")
+    if key and rec.action == Action.ESCALATE.value:
+        after = incidents.mark_recovered(store, settings, key, job_id=rec.job_id, decision_key=rec.decision_key,
+                                         now_ms=now_ms)
+        if after is None or not after.resolved_now:
+            return None
+        result = pagerduty.resolve(after.dedup_key) if pagerduty is not None else {"status": "not configured"}
+        if result.get("status") != "resolved":
+            _log.warning("incident %s recovered but its page was not resolved: %s", after.dedup_key,
+                         result.get("error") or result.get("status"))
+        return {"incident": after.dedup_key, "cause": after.label, "jobs": len(after.jobs), **result}
+    if n.get("channel") == "pagerduty" and n.get("dedup_key") and pagerduty is not None:
+        return {"incident": n["dedup_key"], "jobs": 1, **pagerduty.resolve(n["dedup_key"])}
+    return None
+
+
+def resolve_recovered(settings: "Settings", *, client: "DatabricksClient", store: "Store", notifier: Any,
+                      now_ms: int | None = None, lookback_s: int = 2 * 86400) -> list[dict[str, Any]]:
+    """For every paged decision not yet recovered: when its run has since succeeded (a repair by
+    a person, or one the app made), it recovered (``recovered``). Returns one entry per page
+    resolved."""
     now = int(time.time() * 1000) if now_ms is None else int(now_ms)
-    handled = handled or (lambda r: bool((r.feedback or {}).get("handled")))
     done: list[dict[str, Any]] = []
-    checked: set[str] = set()
     for rec in store.list(since_ms=now - lookback_s * 1000):
         n = rec.notification or {}
-        key = n.get("incident_key")
-        if not key or n.get("recovered_at") or rec.action != Action.ESCALATE.value:
+        if n.get("recovered_at") or not _paged(rec):
             continue
-        try:
-            inc = incidents.get(store, key)
-        except StoreError as exc:
-            _log.warning("incident %s: %s", key, exc)
-            continue
-        if inc is None or inc.dedup_key != n.get("incident"):
-            continue
-        recovered = handled(rec)
-        if not recovered and inc.status == "open":
+        inc = None
+        if n.get("incident_key") and rec.action == Action.ESCALATE.value:
             try:
-                recovered = _run_succeeded(client.get_run(rec.run_id, include_history=True))
-            except DatabricksError as exc:
-                _log.info("incident %s: cannot read run %s (%s)", key, rec.run_id, exc)
+                inc = incidents.get(store, n["incident_key"])
+            except StoreError as exc:
+                _log.warning("incident %s: %s", n["incident_key"], exc)
                 continue
-        if inc.status == "resolved" and not recovered:
-            recovered = True                       # resolved by the others' recovery or a person
-        if not recovered:
+            if inc is None or inc.dedup_key != n.get("incident"):
+                continue
+        if inc is not None and inc.status == "resolved":
+            ok = True                              # resolved by the others' recovery or a person
+        else:
+            try:
+                ok = _run_succeeded(client.get_run(rec.run_id, include_history=True))
+            except DatabricksError as exc:
+                _log.info("cannot read run %s to see whether it recovered (%s)", rec.run_id, exc)
+                continue
+        if not ok:
             continue
-        after = incidents.mark_recovered(store, settings, key, job_id=rec.job_id, decision_key=rec.decision_key,
-                                         now_ms=now)
-        rec.notification = {**n, "recovered_at": now}
-        store.update(rec)
-        if after is not None and after.resolved_now and key not in checked:
-            checked.add(key)
-            result = pagerduty.resolve(after.dedup_key) if pagerduty is not None else {"status": "not configured"}
-            done.append({"incident": after.dedup_key, "cause": after.label, "jobs": len(after.jobs), **result})
-            if result.get("status") != "resolved":
-                _log.warning("incident %s recovered but its page was not resolved: %s", after.dedup_key,
-                             result.get("error") or result.get("status"))
+        out = recovered(settings, rec, store=store, notifier=notifier, now_ms=now, how="run succeeded")
+        if out is not None:
+            done.append(out)
     return done

@@ -128,3 +128,34 @@ def test_owners_hear_how_many_other_jobs_fail_the_same_way(fake_databricks, serv
     texts = [" ".join(b.get("text", "") for b in c["body"]) for c in cards]
     assert "other job" not in texts[0]
     assert "2 other jobs fail the same way" in texts[2] and "ingest-01, ingest-02" in texts[2]
+
+
+def test_a_person_marks_decisions_handled_and_the_page_resolves(fake_databricks, services, tmp_path):
+    import io
+    import json
+
+    from shared.cli import main
+
+    now = int(time.time() * 1000)
+    _load_outage(fake_databricks, 2, start=now - 20 * 60_000)
+    settings = _settings(fake_databricks, services, tmp_path)
+    run_sweep(settings, inline=True)
+    dedup = services.pagerduty_events()[0]["dedup_key"]
+    env = dict(settings.extra)
+
+    def handled(key):
+        out, err = io.StringIO(), io.StringIO()
+        code = main(["decisions", "handled", key], env=env, stdout=out, stderr=err)
+        return code, json.loads(out.getvalue()), err.getvalue()
+
+    code, first, _ = handled("9001-3")
+    assert code == 0 and first["status"] == "handled" and first["resolved"] is None
+    assert services.alerts[dedup].status == "triggered"             # the other job still fails
+    code, second, _ = handled("9002-3")
+    assert code == 0 and second["resolved"]["status"] == "resolved" and second["resolved"]["incident"] == dedup
+    assert services.alerts[dedup].status == "resolved"
+    code, again, _ = handled("9002-3")
+    assert code == 0 and again["status"] == "already recovered"
+    assert sum(1 for e in services.pagerduty_events() if e["event_action"] == "resolve") == 1
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["decisions", "handled", "1-0"], env=env, stdout=out, stderr=err) == 1 and "no decision" in err.getvalue()

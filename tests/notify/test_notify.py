@@ -481,3 +481,17 @@ def test_notify_concurrent_workers_send_one_email(acs, store, clock):
         results = list(pool.map(lambda s: n.notify(s, decision, _record(s, decision, settings)), snaps))
     assert len(acs.accepted) == 1
     assert sum(1 for r in results if r["status"] == "sent" and not r.get("duplicate")) == 1
+
+
+def test_owner_emails_say_how_many_other_jobs_fail_the_same_way(acs, store, clock):
+    n, settings, _ = _notifier(acs, store, clock)
+    for i in range(3):
+        snap = _snapshot(run_id=7000 + i, job_name=f"orders-{i}", tags={"triage.owner": f"owner{i}@example.com"})
+        snap.run["job_id"] = 500 + i
+        decision = _decision(fingerprint="fp-shared")
+        assert n.notify(snap, decision, _record(snap, decision, settings))["status"] == "sent"
+        clock.t += 60
+    assert [m.to for m in acs.accepted] == [["owner0@example.com"], ["owner1@example.com"], ["owner2@example.com"]]
+    assert "other job" not in acs.accepted[0].text
+    assert "1 other job fails the same way (the same PERMISSION failure): orders-0." in acs.accepted[1].text
+    assert "2 other jobs fail the same way" in acs.accepted[2].text and "orders-0, orders-1" in acs.accepted[2].html
