@@ -1,5 +1,6 @@
 """Databricks API calls per triaged run, against the budget: 1 runs/get + 1 get-output per failed
-task + 1 jobs/get + the action.
+task + 1 jobs/get + the action (+ 1 clusters/events per job cluster, at most 2, when the rules are
+unsure or the failure looks like infrastructure and the tasks name their cluster).
 
 Every dev-corpus failure is served by the local fake workspace and triaged in act mode (so
 the action is sent too); the client counts its calls per endpoint.
@@ -23,6 +24,7 @@ def main() -> None:
     from shared.notify import NullNotifier
     from shared.config import Settings
     from shared.databricks import DatabricksClient, PatCredential
+    from shared.databricks.events import MAX_CLUSTERS
     from shared.snapshot import load_snapshot
     from shared.store import open_store
     from shared.triage import triage_run
@@ -42,7 +44,7 @@ def main() -> None:
                     calls = Counter(client.calls)
                 failed = [t for t in snap.failed_tasks if not t.state.upstream]
                 action_calls = 1 if result.record.action in ("RETRY", "RETRY_WITH_NEW_PARAMS") else 0
-                budget = 1 + len(failed) + 1 + action_calls
+                budget = 1 + len(failed) + 1 + action_calls + min(calls["/api/2.1/clusters/events"], MAX_CLUSTERS)
                 used = sum(calls.values())
                 totals.update(calls)
                 total_runs += 1

@@ -21,6 +21,9 @@ validation the real API applies to them, so the production client is tested end 
   (``may_run_as``; 403 PERMISSION_DENIED otherwise, as for a missing servicePrincipal.user role);
   ``access_control_list`` entries name one principal and a run permission level.
 - ``POST run-now``: job exists; idempotency tokens as for submit.
+- ``POST /api/2.1/clusters/events``: the snapshot's ``cluster_events`` for ``cluster_id`` (unknown
+  cluster -> 400 INVALID_PARAMETER_VALUE); ``order`` ASC/DESC by timestamp, ``event_types`` filter,
+  ``limit`` 1..500, ``offset``; answers ``events``, ``total_count`` and ``next_page`` when more remain.
 - ``POST jobs/update``: ``job_id``, ``new_settings`` (top-level fields replaced; ``tasks``,
   ``job_clusters``, ``environments`` and ``parameters`` merged by key, an entry replaced whole),
   ``fields_to_remove``. ``POST jobs/reset``: ``new_settings`` replaces every setting. Each write is
@@ -263,6 +266,7 @@ class FakeDatabricks:
         self._task_parent: dict[int, int] = {}
         self._outputs: dict[int, dict[str, Any]] = {}
         self._jobs: dict[int, dict[str, Any]] = {}
+        self._cluster_events: dict[str, list[dict[str, Any]]] = {}
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self._requests: list[RecordedRequest] = []
         self._idempotency: dict[str, int] = {}
@@ -330,6 +334,8 @@ class FakeDatabricks:
                     self._task_parent[int(t["run_id"])] = run_id
             for key, out in (doc.get("task_outputs") or {}).items():
                 self._outputs[int(key)] = dict(out)
+            for cid, answer in (doc.get("cluster_events") or {}).items():
+                self._cluster_events[str(cid)] = [dict(e) for e in (answer or {}).get("events") or []]
             job = doc.get("job")
             if job:
                 job_id = int(job.get("job_id") or run.get("job_id"))
@@ -469,6 +475,7 @@ class FakeDatabricks:
             ("POST", API + "runs/repair"): self._runs_repair,
             ("POST", API + "runs/submit"): self._runs_submit,
             ("POST", API + "run-now"): self._run_now,
+            ("POST", "/api/2.1/clusters/events"): self._clusters_events,
             ("POST", API + "update"): self._jobs_update,
             ("POST", API + "reset"): self._jobs_reset,
         }
@@ -869,6 +876,34 @@ class FakeDatabricks:
                 raise _bad(f"task {key}: autoscale needs 0 <= min_workers <= max_workers")
         elif not (isinstance(nc.get("num_workers"), int) and nc["num_workers"] >= 0):
             raise _bad(f"task {key}: new_cluster needs num_workers >= 0 or autoscale")
+
+    def _clusters_events(self, body: Any) -> dict[str, Any]:
+        body = self._check_fields(body, {"cluster_id", "start_time", "end_time", "order", "event_types", "offset",
+                                         "limit", "page_size", "page_token"}, "clusters/events")
+        cid = body.get("cluster_id")
+        if not cid:
+            raise _bad("Missing required field: cluster_id")
+        if str(cid) not in self._cluster_events:
+            raise _bad(f"Cluster {cid} does not exist")
+        order = body.get("order", "DESC")
+        if order not in ("ASC", "DESC"):
+            raise _bad(f"Invalid order: {order}")
+        limit = body.get("limit", 50)
+        if not isinstance(limit, int) or not 1 <= limit <= 500:
+            raise _bad("limit must be between 1 and 500")
+        offset = body.get("offset", 0)
+        if not isinstance(offset, int) or offset < 0:
+            raise _bad("offset must be a non-negative integer")
+        events = sorted(self._cluster_events[str(cid)], key=lambda e: int(e.get("timestamp") or 0),
+                        reverse=order == "DESC")
+        types = body.get("event_types")
+        if types:
+            events = [e for e in events if e.get("type") in set(types)]
+        page = copy.deepcopy(events[offset:offset + limit])
+        out: dict[str, Any] = {"events": page, "total_count": len(events)}
+        if offset + limit < len(events):
+            out["next_page"] = {"cluster_id": cid, "offset": offset + limit, "limit": limit, "order": order}
+        return out
 
     def _run_now(self, body: Any) -> dict[str, Any]:
         body = self._check_fields(body, RUN_NOW_FIELDS, "run-now")

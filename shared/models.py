@@ -86,6 +86,7 @@ class EvidenceKind(str, Enum):
     RESULT_STATE = "result_state"          # run/task result or life-cycle state
     TERMINATION_CODE = "termination_code"  # status.termination_details.code
     TERMINATION_TYPE = "termination_type"  # status.termination_details.type
+    CLUSTER_EVENT = "cluster_event"        # a clusters/events event type or termination reason code
     ERROR_CLASS = "error_class"            # [ERROR_CLASS] in the text
     SQLSTATE = "sqlstate"                  # SQLSTATE: 42P01
     EXCEPTION = "exception"                # exception type along the cause chain
@@ -98,8 +99,9 @@ class EvidenceKind(str, Enum):
 
 
 _STRENGTH = {
-    EvidenceKind.RESULT_STATE: 8,
-    EvidenceKind.TERMINATION_CODE: 7,
+    EvidenceKind.RESULT_STATE: 9,
+    EvidenceKind.TERMINATION_CODE: 8,
+    EvidenceKind.CLUSTER_EVENT: 7,
     EvidenceKind.ERROR_CLASS: 6,
     EvidenceKind.SQLSTATE: 5,
     EvidenceKind.EXCEPTION: 4,
@@ -127,6 +129,7 @@ class Evidence:
             EvidenceKind.RESULT_STATE: "result state",
             EvidenceKind.TERMINATION_CODE: "termination code",
             EvidenceKind.TERMINATION_TYPE: "termination type",
+            EvidenceKind.CLUSTER_EVENT: "cluster event",
             EvidenceKind.ERROR_CLASS: "error class",
             EvidenceKind.SQLSTATE: "SQLSTATE",
             EvidenceKind.EXCEPTION: "exception",

@@ -167,6 +167,12 @@ class TaskRun:
     def run_page_url(self) -> str:
         return str(self.raw.get("run_page_url") or "")
 
+    @property
+    def cluster_id(self) -> str:
+        """The cluster the task ran on (``cluster_instance.cluster_id``), or ''."""
+        inst = self.raw.get("cluster_instance")
+        return str(inst.get("cluster_id") or "") if isinstance(inst, Mapping) else ""
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -178,6 +184,9 @@ class Snapshot:
     case_id: str = ""
     snapshot_version: int = SNAPSHOT_VERSION
     source: str = ""
+    # cluster id -> a clusters/events answer ({"events": [...]}), read when the events could change
+    # the decision (shared.databricks.events); optional, so a replay stays offline.
+    cluster_events: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     # --- identity -------------------------------------------------------------
     @property
@@ -288,6 +297,8 @@ class Snapshot:
         if self.job is not None:
             d["job"] = self.job
         d["history"] = dict(self.history)
+        if self.cluster_events:
+            d["cluster_events"] = {k: dict(v) for k, v in self.cluster_events.items()}
         return d
 
 
@@ -334,6 +345,13 @@ def parse_snapshot(doc: Any, *, source: str = "<snapshot>") -> Snapshot:
     pr = history.get("prior_retries", 0)
     if as_int(pr) is None or as_int(pr) < 0:
         raise bad(f"'history.prior_retries' must be a whole number >= 0, found {pr!r}")
+    events = doc.get("cluster_events")
+    events = {} if events is None else events
+    if not isinstance(events, Mapping):
+        raise bad("'cluster_events' must be an object keyed by cluster id")
+    for k, v in events.items():
+        if not isinstance(v, Mapping) or not isinstance(v.get("events", []), list):
+            raise bad(f"'cluster_events.{k}' must be an object with an 'events' list (a clusters/events response)")
     run, outputs, job, history = _read_tolerantly(run, outputs, job, history)
     return Snapshot(
         run=run,
@@ -343,6 +361,8 @@ def parse_snapshot(doc: Any, *, source: str = "<snapshot>") -> Snapshot:
         workspace_host=str(doc.get("workspace_host") or ""),
         case_id=str(doc.get("case_id") or ""),
         source=source,
+        cluster_events={str(k): {"events": [e for e in (v.get("events") or []) if isinstance(e, Mapping)]}
+                        for k, v in events.items()},
     )
 
 

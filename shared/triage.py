@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from shared.notify.notifier import Notifier
     from shared.store.base import Store
 
-__all__ = ["decide", "TriageResult", "triage_run", "triage_snapshot", "act_due", "report_triage_failure", "new_record",
+__all__ = ["decide", "TriageResult", "triage_run", "triage_snapshot", "read_cluster_events", "act_due",
+           "report_triage_failure", "new_record",
            "retry_notifications", "decision_of_record"]
 
 log = logging.getLogger(__name__)
@@ -260,6 +261,15 @@ def triage_run(run_id: int, settings: Settings, *, client: DatabricksClient, sto
                            workspace=workspace, use_llm=use_llm, act_now=act_now, llm=llm)
 
 
+def read_cluster_events(snapshot: Snapshot, settings: Settings, *, client: DatabricksClient | None) -> Snapshot:
+    """The failed tasks' cluster events, when they can change the decision (shared.databricks.events)."""
+    from shared.databricks.events import clusters_to_read, with_cluster_events
+
+    if client is None or not snapshot.state.terminal or not snapshot.state.failed:
+        return snapshot
+    return with_cluster_events(client, snapshot, clusters_to_read(snapshot, classify(snapshot), settings))
+
+
 def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: DatabricksClient, store: Store, notifier: Notifier | None = None,
                     mode: str | None = None, workspace: str = "", use_llm: bool = True,
                     act_now: bool = False, llm: LLMBackend | None = None) -> TriageResult:
@@ -278,6 +288,7 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Databrick
     existing = store.get(snapshot.decision_key, job_id)
     if existing is not None:  # cheap early exit for duplicate deliveries (the claim below is the guard)
         return TriageResult(existing, duplicate=True, message=f"already decided as {existing.decision_key}")
+    snapshot = read_cluster_events(snapshot, settings, client=client)
 
     from shared.databricks.capture import lineage_of
 

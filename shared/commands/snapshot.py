@@ -65,6 +65,9 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
             ctx.progress(f"reading run {args.run_id} from {client.host} ...")
             snap = capture_snapshot(client, args.run_id, workspace_host=client.host, store=store,
                                     case_id=args.case_id, max_outputs=settings.max_task_outputs)
+            from shared.triage import read_cluster_events   # the events the triage would read, for offline replay
+
+            snap = read_cluster_events(snap, settings, client=client)
     finally:
         if store is not None:
             store.close()

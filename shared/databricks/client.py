@@ -29,7 +29,7 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import urlencode, urlsplit
 
 from shared.errors import (
@@ -58,6 +58,7 @@ __all__ = [
     "RUNS_SUBMIT",
     "RUN_NOW",
     "JOBS_UPDATE",
+    "CLUSTER_EVENTS",
     "Credential",
     "PatCredential",
     "AzureIdentityCredential",
@@ -80,6 +81,7 @@ RUNS_REPAIR = ("POST", "/api/2.2/jobs/runs/repair")
 RUNS_SUBMIT = ("POST", "/api/2.2/jobs/runs/submit")
 RUN_NOW = ("POST", "/api/2.2/jobs/run-now")
 JOBS_UPDATE = ("POST", "/api/2.2/jobs/update")
+CLUSTER_EVENTS = ("POST", "/api/2.1/clusters/events")
 
 # runs/get returns at most 100 elements of these arrays per page (follow next_page_token).
 _PAGED_RUN_ARRAYS = ("tasks", "job_clusters", "job_parameters", "repair_history", "iterations")
@@ -452,6 +454,17 @@ class DatabricksClient:
     def submit_run(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """runs/submit. Re-sent on transient failures only when it carries an idempotency_token."""
         return self._request(RUNS_SUBMIT, body=dict(body), idempotent=bool(body.get("idempotency_token")))
+
+    def get_cluster_events(self, cluster_id: str, *, event_types: Iterable[str] = (), limit: int = 50,
+                           order: str = "DESC") -> dict[str, Any]:
+        """clusters/events: one page of a cluster's events, newest first by default (the failure is at
+        the end of a job cluster's life). A read, so re-sent on transient failures."""
+        if not 1 <= int(limit) <= 500:
+            raise ValueError("limit must be between 1 and 500 (the Clusters API maximum)")
+        body: dict[str, Any] = {"cluster_id": str(cluster_id), "order": order, "limit": int(limit)}
+        if event_types:
+            body["event_types"] = list(event_types)
+        return self._request(CLUSTER_EVENTS, body=body, idempotent=True)
 
     def run_now(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """run-now. Re-sent on transient failures only when it carries an idempotency_token."""

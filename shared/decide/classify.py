@@ -8,7 +8,7 @@ task failed do not decide; a deterministic failure outweighs a transient one.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from shared.models import (
     DETERMINISTIC,
@@ -24,7 +24,7 @@ from shared.decide.rootcause import extract
 from shared.decide.rules import Rule, rules_of_kind
 from shared.snapshot import RunState, Snapshot, TaskRun
 
-__all__ = ["classify", "classify_text", "match_state", "match_text", "UNKNOWN_CONFIDENCE"]
+__all__ = ["classify", "classify_text", "match_state", "match_text", "match_events", "UNKNOWN_CONFIDENCE"]
 
 UNKNOWN_CONFIDENCE = 0.3
 _FIRM = 0.85   # deterministic evidence this strong outweighs any transient match in the same task
@@ -93,6 +93,36 @@ def match_text(text: str, task_key: str | None = None) -> tuple[list[Evidence], 
     return out, rc.excerpt
 
 
+# Cluster events count when they fall inside the task's run (with this much slack either side).
+_EVENT_SLACK_MS = 15 * 60 * 1000
+
+
+def match_events(events: Iterable[Mapping[str, Any]], task_key: str | None = None, *,
+                 start_ms: int | None = None, end_ms: int | None = None) -> list[Evidence]:
+    """Evidence from a cluster's events (a clusters/events answer): each event's type and its
+    ``details.reason.code``, within the task's time window when it is known."""
+    values: list[str] = []
+    for e in events:
+        if not isinstance(e, Mapping):
+            continue
+        ts = e.get("timestamp")
+        if isinstance(ts, int) and not isinstance(ts, bool):
+            if start_ms and ts < start_ms - _EVENT_SLACK_MS or end_ms and ts > end_ms + _EVENT_SLACK_MS:
+                continue
+        details = e.get("details") if isinstance(e.get("details"), Mapping) else {}
+        reason = details.get("reason") if isinstance(details.get("reason"), Mapping) else {}
+        for v in (e.get("type"), reason.get("code")):
+            if isinstance(v, str) and v and v not in values:
+                values.append(v)
+    out: list[Evidence] = []
+    for rule in rules_of_kind(EvidenceKind.CLUSTER_EVENT):
+        for v in values:
+            if rule.matches_value(v):
+                out.append(_ev(rule, v, task_key))
+                break
+    return out
+
+
 def _rank(e: Evidence) -> tuple[float, int]:
     return (e.confidence, e.kind.strength)
 
@@ -128,8 +158,12 @@ def _verdict(task_key: str | None, run_id: int | None, evidence: list[Evidence],
     return TaskVerdict(task_key, run_id, top.category, round(confidence, 3), tuple(ranked), excerpt, upstream_only)
 
 
-def _classify_task(task: TaskRun) -> TaskVerdict:
+def _classify_task(task: TaskRun, events: Iterable[Mapping[str, Any]] = ()) -> TaskVerdict:
     evidence = match_state(task.state, task.task_key)
+    if events:
+        start, end = task.raw.get("start_time"), task.raw.get("end_time")
+        evidence.extend(match_events(events, task.task_key, start_ms=start if isinstance(start, int) else None,
+                                     end_ms=end if isinstance(end, int) else None))
     text_ev, excerpt = match_text(task.text, task.task_key)
     evidence.extend(text_ev)
     if not excerpt:
@@ -154,7 +188,8 @@ def classify(snapshot: Snapshot) -> Classification:
     run_state = snapshot.state
     failed = snapshot.failed_tasks
     deciding = [t for t in failed if not t.state.upstream]
-    verdicts = [_classify_task(t) for t in deciding]
+    verdicts = [_classify_task(t, (snapshot.cluster_events.get(t.cluster_id) or {}).get("events") or ())
+                for t in deciding]
     upstream = [
         TaskVerdict(t.task_key, t.run_id, Category.CANCELED, 0.0, (), "", upstream_only=True)
         for t in failed if t.state.upstream

@@ -17,6 +17,10 @@ A row is ``R(id, kind, pattern, category, confidence, example, retryable=None)``
   compare (a quota the cluster alone exceeds can never be met by a retry).
 - Rows whose id ends in ``.other`` are fallbacks: they see only values no other row of their
   kind recognised.
+- ``CLUSTER_EVENT`` rows match, in full, an event type or ``details.reason.code`` of the failed
+  task's job cluster (``clusters/events``, read by ``shared.databricks.events`` when the rules are
+  unsure or the failure looks like infrastructure): ``DRIVER_NOT_RESPONDING``, ``NODES_LOST``, spot
+  loss, init-script failures, ``DBFS_DOWN``/``METASTORE_DOWN``.
 - ``VETO`` rows (searched like phrases, along the whole bounded cause chain) name a *fixed
   condition* — credentials refused, TLS/certificate or proxy settings, a class, method or client
   version that does not fit, a host name that can never resolve, an endpoint this compute does not
@@ -25,6 +29,9 @@ A row is ``R(id, kind, pattern, category, confidence, example, retryable=None)``
   (``shared.decide.classify``). ``tests/decide/test_rules.py`` checks each veto row twice: on its
   example alone, and under a transient symptom.
 
+The ``VETO`` and ``CLUSTER_EVENT`` rows live in ``_fixed.py`` (the row type in ``_rule.py``) to keep
+each module small; ``RULES`` here is the whole table.
+
 Write rules that generalise: error classes, SQLSTATEs, exception types and structured codes
 before phrases, and phrases that name the failure, not one job's data.
 """
@@ -32,10 +39,10 @@ before phrases, and phrases that name the failure, not one job's data.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Callable
 
 from shared.models import DETERMINISTIC, Category, EvidenceKind
+from shared.decide._rule import R, Rule
+from shared.decide._fixed import CLUSTER_EVENT_ROWS, VETO_ROWS
 
 __all__ = ["Rule", "RULES", "RULES_BY_ID", "SYMPTOMS", "rules_of_kind", "get_rule"]
 
@@ -43,52 +50,10 @@ C = Category
 K = EvidenceKind
 
 
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    kind: EvidenceKind
-    pattern: str
-    category: Category
-    confidence: float
-    example: str
-    retryable: bool | None = None
-    check: Callable[[re.Match], bool] | None = field(default=None, compare=False)  # phrase and veto rows only
-    regex: re.Pattern = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.confidence <= 1.0:
-            raise ValueError(f"rule {self.id}: confidence {self.confidence} is outside (0, 1]")
-        flags = re.IGNORECASE if self.kind in (EvidenceKind.PHRASE, EvidenceKind.VETO) else 0
-        object.__setattr__(self, "regex", re.compile(self.pattern, flags))
-
-    def matches_value(self, value: str) -> bool:
-        return self.regex.fullmatch(value) is not None
-
-    def search(self, text: str) -> re.Match | None:
-        """A phrase match, when the row's check (if any) accepts it."""
-        if self.check is None:
-            return self.regex.search(text)
-        return next((m for m in self.regex.finditer(text) if self.check(m)), None)
-
-
-def R(id, kind, pattern, category, confidence, example, retryable=None, check=None) -> Rule:  # noqa: N802
-    return Rule(id, kind, pattern, category, confidence, example, retryable, check)
-
-
 def _needs_more_than_the_limit(m: re.Match) -> bool:
     """Cloud quota messages give the limit and what the cluster needs: when the cluster alone
     needs more than the whole limit, no retry can succeed until someone raises the quota."""
     return int(m.group("required")) > int(m.group("limit"))
-
-
-def _host_never_resolves(m: re.Match) -> bool:
-    """A bare machine name (no domain, not an address, not localhost) cannot resolve from a
-    cluster's network: a workstation name, or a container name from someone's compose file."""
-    raw = m.group("host")
-    host = raw.strip("\"'")
-    if host.startswith("<"):   # a placeholder someone put in for the real name: we cannot tell
-        return False
-    return bool(host) and "." not in host and ":" not in host and host.lower() != "localhost"
 
 
 RULES: tuple[Rule, ...] = (
@@ -130,6 +95,8 @@ RULES: tuple[Rule, ...] = (
     R("code.run-limit", K.TERMINATION_CODE,
       r"WORKSPACE_RUN_LIMIT_EXCEEDED|CLUSTER_REQUEST_LIMIT_EXCEEDED|MAX_JOB_QUEUE_SIZE_EXCEEDED|MAX_SPARK_CONTEXTS_EXCEEDED",
       C.CONCURRENCY, 0.92, "WORKSPACE_RUN_LIMIT_EXCEEDED"),
+
+    *CLUSTER_EVENT_ROWS,
 
     # ---- termination type ---------------------------------------------------------------------
     R("type.cloud-failure", K.TERMINATION_TYPE, r"CLOUD_FAILURE", C.INFRASTRUCTURE, 0.85, "CLOUD_FAILURE"),
@@ -311,65 +278,7 @@ RULES: tuple[Rule, ...] = (
       r"ExecutionException|InvocationTargetException|UndeclaredThrowableException)$)[\w$]+",
       C.CODE, 0.5, "AppendOnceFlowCreatedFromBatchQueryException"),
 
-    # ---- fixed conditions that veto a transient reading (kind VETO) ----------------------------
-    R("veto.auth-failed", K.VETO,
-      r"\b(authentication|auth) (has )?(failed|failure)\b|\bLogin failed for user\b|\bpassword authentication failed\b|"
-      r"\bAccess denied for user\b|\bSaslAuthenticationException\b|\binvalid[_ ]client\b|\binvalid_grant\b|\bAADSTS\d{4,}|"
-      r"\binvalid (username|user name|credentials?)\b|\b(incorrect|wrong) (username|user name|password)\b|"
-      r"\bUNAUTHENTICATED\b|\b401\b[^\n]{0,20}\bUnauthori[sz]ed\b|\bUnauthori[sz]ed\b[^\n]{0,20}\b401\b|"
-      r"\b(token|credentials?|client secret|secret|password) (has |have |is )?expired\b|"
-      r"\bexpired (access )?(token|credentials?|client secret|password)\b|"
-      r"\b(HTTP )?(response|status)[ _-]?code\W{0,3}40[13]\b|\btoo many 40[13] error responses\b",
-      C.PERMISSION, 0.9,
-      'java.net.SocketException: Connection reset\nCaused by: org.postgresql.util.PSQLException: FATAL: password '
-      'authentication failed for user "etl"'),
-    R("veto.tls", K.VETO,
-      r"\bPKIX path (building|validation) failed\b|\bunable to find valid certification path\b|"
-      r"\bCERTIFICATE_VERIFY_FAILED\b|\bcertificate verify failed\b|\bself[- ]signed certificate\b|"
-      r"\bunable to get local issuer certificate\b|\bcertificate (has )?expired\b|\bNo subject alternative (DNS )?names?\b|"
-      r"\bdoes(n't| not) match any of the subject alternative names\b|\bhostname .{1,120}? (doesn't|does not|did not) match\b|"
-      r"\bhandshake_failure\b|\bprotocol_version\b|\bNo appropriate protocol\b|\bwrong version number\b|"
-      r"\bunsupported protocol\b|\bReceived fatal alert: (handshake_failure|protocol_version|certificate_\w+|bad_certificate)\b|"
-      r"\btrustServerCertificate\b|\bcertificate (is not trusted|not trusted|chain)\b|"
-      r"\bCertificate(Expired|NotYetValid)?Exception\b|\bvalidate the server name in a certificate\b",
-      C.CONFIGURATION, 0.9,
-      "javax.net.ssl.SSLHandshakeException: PKIX path building failed: unable to find valid certification path to "
-      "requested target"),
-    R("veto.proxy", K.VETO,
-      r"\bProxyError\b|\bUnable to connect to proxy\b|\bCannot connect to proxy\b|\b407 Proxy Authentication Required\b|"
-      r"\bTunnel connection failed\b|\bproxy (authentication|configuration) (failed|error|is invalid)\b",
-      C.CONFIGURATION, 0.88,
-      "requests.exceptions.ProxyError: HTTPSConnectionPool(host='pypi.org', port=443): Max retries exceeded "
-      "(Caused by ProxyError('Unable to connect to proxy', OSError('Tunnel connection failed: 403 Forbidden')))"),
-    R("veto.host-never-resolves", K.VETO,
-      r"(?:\bUnknownHostException: |\bto the host |\bcould not translate host name |\bFailed to resolve '?)"
-      r"(?P<host>[\"'<]?[A-Za-z][\w\-]*[>\"']?)(?=[\s,:'\"]|$)",
-      C.CONFIGURATION, 0.88,
-      "com.microsoft.sqlserver.jdbc.SQLServerException: The TCP/IP connection to the host DESKTOP-4F2K, port 1433 "
-      "has failed. Error: Connection refused.", check=_host_never_resolves),
-    R("veto.endpoint-missing", K.VETO,
-      r"\bENDPOINT_NOT_FOUND\b|\bNo API found for\b|\btoo many 404 error responses\b|"
-      r"\bnot (available|supported|allowed) (on|in|for|with) (serverless|shared|this) (compute|clusters?|access mode|workspace)\b|"
-      r"\b(denied|blocked) by (the )?(network|egress|serverless network) polic(y|ies)\b|"
-      r"\bnetwork polic(y|ies)\b[^\n]{0,80}\b(denied|blocked|not allowed)\b|"
-      r"\bprivate (link|endpoint)\b[^\n]{0,60}\b(not (configured|approved)|rejected)\b",
-      C.CONFIGURATION, 0.88,
-      "ConnectionError: ('Connection aborted.') ... Access to storage.example.com is denied by network policy"),
-    R("veto.client-non-retryable", K.VETO,
-      r"\bno-retry-reason=non-retryable\b|\bnon-retryable error\b",
-      C.CONFIGURATION, 0.85,
-      "Error during request to server. Error properties: attempt=1/30, method=OpenSession, "
-      "no-retry-reason=non-retryable error"),
-    R("veto.incompatible-version", K.VETO,
-      r"\bNoSuchMethodError\b|\bNoClassDefFoundError\b(?!: Could not initialize class)|\bClassNotFoundException\b|"
-      r"\bIncompatibleClassChangeError\b|\bAbstractMethodError\b|\bUnsupportedClassVersionError\b|\bNoSuchFieldError\b|"
-      r"\b(client|driver|server|protocol|API) version\b[^\n]{0,80}\b(is not supported|not supported|incompatible|unsupported|"
-      r"too old|no longer supported)\b|\b(incompatible|unsupported) (client|driver|server|protocol) version\b|"
-      r"\bthis client only supports\b|\bIncompatible [\w.\-]{1,40} version\b",
-      C.DEPENDENCY, 0.9,
-      "java.util.concurrent.TimeoutException: Futures timed out after [300 seconds]\n"
-      "Caused by: java.lang.NoSuchMethodError: 'scala.collection.immutable.Seq org.apache.spark.sql.types.StructType.toAttributes()'",
-      False),
+    *VETO_ROWS,
 
     # ---- phrases (last resort, but the only evidence for many failures) ---------------------
     # PERMISSION

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from shared.decide.classify import match_state, match_text
+from shared.decide.classify import match_events, match_state, match_text
 from shared.models import Category, EvidenceKind
 from shared.decide.rules import RULES, RULES_BY_ID, get_rule
 from shared.snapshot import RunState
@@ -18,7 +18,10 @@ _STATE_FIELD = {
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.id)
 def test_rule_matches_its_example(rule):
-    if rule.kind in _STATE_FIELD:
+    if rule.kind is EvidenceKind.CLUSTER_EVENT:
+        hits = {e.rule_id for e in match_events([{"type": "TERMINATING", "details": {"reason": {"code": rule.example}}}])}
+        hits |= {e.rule_id for e in match_events([{"type": rule.example}])}
+    elif rule.kind in _STATE_FIELD:
         if rule.kind is EvidenceKind.RESULT_STATE and rule.example == "SKIPPED":
             state = RunState(life_cycle_state="SKIPPED")
         else:
