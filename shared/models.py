@@ -176,7 +176,13 @@ class Classification:
 
 @dataclass
 class Decision:
-    """What to do about a failure, and why. ``decided_by`` is 'rules', 'llm', 'policy' or 'rules+llm'."""
+    """What to do about a failure, and why. ``decided_by`` is 'rules', 'llm', 'rules+llm', 'precedent',
+    'person' or 'policy' (``+policy`` when the policy changed the candidate's action).
+
+    ``proposed_action``/``proposed_params``: a retry someone (the model, a precedent, an unsure
+    verdict) proposed that the policy would not carry out on its own; ``approval`` is then
+    'pending' until a person approves or rejects it (docs/trust.md). ``model_only``: a retry that
+    rests on the model alone (the rules would not retry), counted once per lineage."""
 
     category: Category
     action: Action
@@ -192,6 +198,11 @@ class Decision:
     fingerprint: str = ""
     llm: dict[str, Any] | None = None        # the model's validated verdict, when one was asked
     notes: list[str] = field(default_factory=list)  # policy overrides, disagreements, fallbacks
+    proposed_action: str = ""                # RETRY | RETRY_WITH_NEW_PARAMS awaiting a person's approval
+    proposed_params: dict[str, Any] = field(default_factory=dict)
+    approval: str = ""                       # "" | pending (then approved | rejected on the record)
+    model_only: bool = False                 # a retry that rests on the model alone
+    precedent: dict[str, Any] | None = None  # the precedent that decided it (id, correction, scope)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -91,6 +91,9 @@ def decide(
         from shared.databricks.capture import lineage_of
 
         retried = previous_retry(store, snapshot, lineage_of(snapshot.run))
+    model_retries = 0
+    if store is not None:
+        model_retries = _model_only_retries(store, snapshot)
     decision = enforce(
         decision,
         snapshot,
@@ -99,6 +102,7 @@ def decide(
         prior_retries=prior_retries,
         failed_retries_of_fingerprint=failed_retries,
         retried=retried,
+        model_only_retries=model_retries,
     )
     if decision.action.is_retry and use_llm and (llm is not None or settings.llm_configured):
         # A retry resting on less than firm evidence gets the model's second opinion: veto only.
@@ -133,6 +137,22 @@ def _with_evidence_notes(decision: Decision, snapshot: Snapshot) -> Decision:
     if not notes:
         return decision
     return dataclasses.replace(decision, notes=[*decision.notes, *[_redact(n) for n in notes]])
+
+
+MODEL_RETRIES_KIND = "model-retries"   # TriageState: retries resting on the model alone, per lineage
+
+
+def _model_only_retries(store: Store, snapshot: Snapshot) -> int:
+    """Retries resting on the model alone already made in this run's lineage (policy invariant 4).
+    A store that cannot answer counts as one spent: the model gets no benefit of the doubt."""
+    from shared.databricks.capture import lineage_of
+
+    try:
+        entry = store.state_get(MODEL_RETRIES_KIND, lineage_of(snapshot.run) or str(snapshot.run_id))
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not read the model-only retry count of run %s: %s", snapshot.run_id, exc)
+        return 1
+    return int(entry.value.get("count", 0)) if entry else 0
 
 
 def _learning_context(store: Store, snapshot: Snapshot, decision: Decision) -> tuple[list, list]:
@@ -354,6 +374,8 @@ def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: A
     try:
         if final_action in ("RETRY", "RETRY_WITH_NEW_PARAMS"):
             store.add_retry(record.lineage or str(record.run_id))
+            if (record.decision or {}).get("model_only"):
+                store.incr(MODEL_RETRIES_KIND, record.lineage or str(record.run_id))
             record.action_result = _redact_obj(execute(plan, client, store=store))
         elif final_action in ("SEND_EMAIL", "ESCALATE"):
             result = (notifier.notify(snapshot, decision, record) if notifier is not None
@@ -437,6 +459,9 @@ def decision_of_record(rec: DecisionRecord) -> Decision:
         deciding_task=d.get("deciding_task"), failed_tasks=tuple(d.get("failed_tasks") or ()),
         evidence=tuple(d.get("evidence") or ()), params=dict(d.get("params") or {}),
         suggested_fix=d.get("suggested_fix", ""), fingerprint=rec.fingerprint,
+        proposed_action=str(d.get("proposed_action") or ""), proposed_params=dict(d.get("proposed_params") or {}),
+        approval=str(d.get("approval") or ""), model_only=bool(d.get("model_only")),
+        precedent=d.get("precedent") if isinstance(d.get("precedent"), dict) else None,
     )
 
 

@@ -4,7 +4,13 @@
 candidate decision afterwards — the rules', or one the LLM shaped — and is the one place the
 invariants of the design doc are kept:
 
-1. PERMISSION, CODE, DATA or CONFIGURATION placed by the rules with high confidence is never retried.
+1. PERMISSION, CODE, DATA, CONFIGURATION or DEPENDENCY placed by the rules with confidence >= 0.6
+   (FIRM_CONFIDENCE) is never retried automatically, whoever proposes it (DEPENDENCY's own
+   package-source-unreachable rule aside).
+4. The action follows from the category (``allowed_actions``): a candidate may only be more
+   cautious than the table; RETRY_WITH_NEW_PARAMS only for RESOURCE. A retry resting on the model
+   alone happens at most once per lineage. A retry the policy will not make becomes a request
+   for a person's approval (``proposed_action``, ``approval: pending``) on a SEND_EMAIL.
 2. Automatic retries per run lineage stop at max_retries (default 3, job tag
    ``triage.max_retries``, hard cap 10); then ESCALATE.
 3. Parameter changes only within bounds (enforced again where the request is built, in shared.databricks.actions).
@@ -23,6 +29,7 @@ from shared.config import Settings
 from shared.models import (
     DEFAULT_ACTION,
     DETERMINISTIC,
+    TRANSIENT,
     Action,
     Category,
     Classification,
@@ -34,10 +41,16 @@ from shared.snapshot import Snapshot
 __all__ = [
     "HARD_MAX_RETRIES",
     "HIGH_CONFIDENCE",
+    "FIRM_CONFIDENCE",
+    "FIRM_CATEGORIES",
     "MIN_RETRY_CONFIDENCE",
     "RANDOM_CATEGORIES",
     "RetriedAttempt",
     "same_failure",
+    "MODEL_ONLY_RETRIES_PER_LINEAGE",
+    "allowed_actions",
+    "rules_action",
+    "firm_rules_verdict",
     "max_retries_for",
     "decide",
     "enforce",
@@ -45,7 +58,10 @@ __all__ = [
 ]
 
 HARD_MAX_RETRIES = 10
-HIGH_CONFIDENCE = 0.8        # invariant 1: a rules verdict this sure is never overridden into a retry
+FIRM_CONFIDENCE = 0.6        # invariant 1: a rules verdict this sure is never overridden into a retry
+HIGH_CONFIDENCE = FIRM_CONFIDENCE   # the older name
+FIRM_CATEGORIES = DETERMINISTIC | {Category.DEPENDENCY}
+MODEL_ONLY_RETRIES_PER_LINEAGE = 1  # invariant 4: retries resting on the model alone, per lineage
 MIN_RETRY_CONFIDENCE = 0.5   # below this, a retry is not automatic: a person looks first
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -122,6 +138,40 @@ def _reason(classification: Classification, action: Action, why: str) -> str:
     return f"{classification.category.value}{where} ({cites}) -> {action.value}: {why}"
 
 
+def rules_action(classification: Classification) -> Action:
+    """What the rules alone do with this classification: the category table, and DEPENDENCY's
+    own package-source-unreachable case (RETRY)."""
+    if classification.category is Category.DEPENDENCY and classification.retryable_hint:
+        return Action.RETRY
+    return DEFAULT_ACTION[classification.category]
+
+
+def firm_rules_verdict(classification: Classification) -> bool:
+    """True when the rules place the failure in a category a person must fix, sure enough that no
+    model, precedent or unsure verdict may turn it into an automatic retry (invariant 1)."""
+    return (classification.category in FIRM_CATEGORIES
+            and float(classification.confidence) >= FIRM_CONFIDENCE
+            and not rules_action(classification).is_retry)
+
+
+def allowed_actions(category: Category, classification: Classification | None = None) -> frozenset[Action]:
+    """The actions a decision of ``category`` may carry (invariant 4): the table's action and
+    anything more cautious. SEND_EMAIL and ESCALATE are always allowed except for CANCELED
+    (IGNORE only); RETRY for the transient categories; RETRY_WITH_NEW_PARAMS only for RESOURCE;
+    RETRY for DEPENDENCY only when the rules found the package source unreachable."""
+    if category is Category.CANCELED:
+        return frozenset({Action.IGNORE})
+    out = {Action.SEND_EMAIL, Action.ESCALATE}
+    if category in TRANSIENT:
+        out.add(Action.RETRY)
+    if category is Category.RESOURCE:
+        out.add(Action.RETRY_WITH_NEW_PARAMS)
+    if (category is Category.DEPENDENCY and classification is not None
+            and classification.category is Category.DEPENDENCY and classification.retryable_hint):
+        out.add(Action.RETRY)
+    return frozenset(out)
+
+
 def decide(snapshot: Snapshot, classification: Classification, settings: Settings) -> Decision:
     """The rules' decision for a classified failure (then ``enforce``)."""
     cat = classification.category
@@ -166,6 +216,16 @@ def _override(decision: Decision, action: Action, why: str) -> Decision:
     return d
 
 
+def _ask(decision: Decision, action: Action, why: str) -> Decision:
+    """The policy will not carry this retry out on its own: ``action`` instead, and the retry is
+    recorded as a proposal awaiting a person's approval (docs/trust.md)."""
+    proposed, params = decision.action, dict(decision.params) if decision.action is Action.RETRY_WITH_NEW_PARAMS else {}
+    d = _override(decision, action, why + "; a person may approve the proposed "
+                  f"{proposed.value}")
+    d.proposed_action, d.proposed_params, d.approval, d.model_only = proposed.value, params, "pending", False
+    return d
+
+
 def enforce(
     decision: Decision,
     snapshot: Snapshot,
@@ -175,10 +235,13 @@ def enforce(
     prior_retries: int | None = None,
     failed_retries_of_fingerprint: int = 0,
     retried: RetriedAttempt | None = None,
+    model_only_retries: int = 0,
 ) -> Decision:
     """Apply the safety invariants to a candidate decision. Pure; returns a new decision.
 
-    ``retried`` is the previous attempt of this lineage when it was our own automatic retry."""
+    ``retried`` is the previous attempt of this lineage when it was our own automatic retry.
+    ``model_only_retries``: retries resting on the model alone already made in this run's
+    lineage (counted in the store by shared.triage)."""
     tags = snapshot.tags
     # Invariant 5 (explicit tag): IGNORE when the job says so.
     if tags.get("triage.ignore", "").strip().lower() in _TRUE:
@@ -187,21 +250,45 @@ def enforce(
         d.reason = f"{decision.category.value}: job tag triage.ignore=true -> IGNORE"
         return d
 
-    # Invariant 1: a confident deterministic verdict of the rules is never retried.
-    if (
-        decision.action.is_retry
-        and classification.category in DETERMINISTIC
-        and classification.confidence >= HIGH_CONFIDENCE
-    ):
-        decision = _override(
+    decision = replace(decision, notes=list(decision.notes), params=dict(decision.params),
+                       proposed_params=dict(decision.proposed_params), model_only=False)
+    # Invariant 5: CANCELED comes from the run's state (the rules), never from a candidate.
+    if decision.category is Category.CANCELED and classification.category is not Category.CANCELED:
+        decision = _override(replace(decision, category=classification.category), rules_action(classification),
+                             "CANCELED comes from the run's state, not from a model")
+    # Invariant 4: the action follows from the category; a retry the category does not allow is
+    # narrowed (new parameters -> plain retry) or becomes a proposal for a person.
+    allowed = allowed_actions(decision.category, classification)
+    if decision.action.is_retry and decision.action not in allowed:
+        if Action.RETRY in allowed and decision.action is Action.RETRY_WITH_NEW_PARAMS:
+            decision = _override(decision, Action.RETRY,
+                                 f"new parameters only for RESOURCE failures, not {decision.category.value}")
+        else:
+            decision = _ask(decision, Action.ESCALATE if decision.category is Category.UNKNOWN else Action.SEND_EMAIL,
+                            f"{decision.category.value} failures are not retried automatically")
+
+    # Invariant 1: a firm deterministic verdict of the rules is never retried automatically.
+    if decision.action.is_retry and firm_rules_verdict(classification):
+        decision = _ask(
             replace(decision, category=classification.category),
             Action.SEND_EMAIL,
             f"rules place this in {classification.category.value} with confidence "
-            f"{classification.confidence:.2f}: never retried",
+            f"{classification.confidence:.2f}: never retried automatically",
         )
-    # Whatever decided: deterministic categories are for people, not retries.
-    if decision.action.is_retry and decision.category in DETERMINISTIC:
-        decision = _override(decision, Action.SEND_EMAIL, f"{decision.category.value} failures are not retried")
+
+    # Invariant 4: a retry resting on the model alone (the rules would not retry), once per lineage,
+    # and never against a deterministic lead of the rules, however unsure (docs/trust.md says why).
+    if decision.action.is_retry and "llm" in decision.decided_by.split("+") and not rules_action(classification).is_retry:
+        if classification.category in FIRM_CATEGORIES:
+            decision = _ask(replace(decision, category=classification.category), Action.SEND_EMAIL,
+                            f"the rules lean to {classification.category.value} "
+                            f"({classification.confidence:.2f}); a model alone does not retry against them")
+        elif model_only_retries >= MODEL_ONLY_RETRIES_PER_LINEAGE:
+            decision = _ask(decision, Action.SEND_EMAIL,
+                            f"a retry resting on the model alone was already made in this lineage "
+                            f"({model_only_retries}); not retried automatically again")
+        else:
+            decision.model_only = True
 
     # Invariant 5: IGNORE only for CANCELED (the tag case returned above).
     if decision.action is Action.IGNORE and decision.category is not Category.CANCELED:
@@ -212,8 +299,8 @@ def enforce(
     if decision.action.is_retry:
         # Too unsure to spend compute on automatically.
         if decision.confidence < MIN_RETRY_CONFIDENCE:
-            decision = _override(decision, Action.ESCALATE,
-                                 f"confidence {decision.confidence:.2f} is too low to retry automatically")
+            decision = _ask(decision, Action.ESCALATE,
+                            f"confidence {decision.confidence:.2f} is too low to retry automatically")
         elif how := same_failure(decision, retried):
             # A wrong retry costs one run at most: the retry failed the same way, so it was not
             # transient for this job; people look now (not after max_retries).
@@ -238,5 +325,9 @@ def enforce(
                 )
     if decision.action is not Action.RETRY_WITH_NEW_PARAMS and decision.params:
         decision = replace(decision, params={})
+    if not decision.action.is_retry:
+        decision.model_only = False
+    if decision.action.is_retry or decision.action is Action.IGNORE:
+        decision.proposed_action, decision.proposed_params, decision.approval = "", {}, ""
     decision.confidence = max(0.0, min(1.0, float(decision.confidence)))
     return decision

@@ -22,8 +22,9 @@ __all__ = ["should_consult", "bound_params", "merge"]
 
 
 # A rules verdict at least this sure is firm (policy invariant 1); kept equal to
-# shared.decide.policy.HIGH_CONFIDENCE (a test pins the two together).
-FIRM_RULES_CONFIDENCE = 0.8
+# shared.decide.policy.FIRM_CONFIDENCE (a test pins the two together).
+FIRM_RULES_CONFIDENCE = 0.6
+_FIRM_CATEGORIES = DETERMINISTIC | {Category.DEPENDENCY}
 # The model may turn an unsure deterministic rules verdict into a retry only when this sure.
 _MODEL_OVERTURN_CONFIDENCE = 0.8
 
@@ -133,8 +134,8 @@ def _allowed_action(category: Category, action: Action | None, is_transient: boo
             return safe, f"{category.value} failures are not retried"
         if not is_transient:
             return (Action.ESCALATE, "the model called it not transient yet asked for a retry")
-        if action is Action.RETRY_WITH_NEW_PARAMS and category not in TRANSIENT:
-            return Action.RETRY, "new parameters only for transient resource-type failures"
+        if action is Action.RETRY_WITH_NEW_PARAMS and category is not Category.RESOURCE:
+            return Action.RETRY, "new parameters only for RESOURCE failures"
     return action, ""
 
 
@@ -165,7 +166,8 @@ def merge(
     rules_cat, rules_conf = rule_decision.category, float(rule_decision.confidence)
     model_cat = verdict.category
     model_conf = max(0.0, min(1.0, float(verdict.confidence)))
-    firm = rules_cat in DETERMINISTIC and rules_conf >= FIRM_RULES_CONFIDENCE
+    firm = (rules_cat in _FIRM_CATEGORIES and rules_conf >= FIRM_RULES_CONFIDENCE
+            and not rule_decision.action.is_retry)
     model_action, why = _allowed_action(model_cat, verdict.recommended_action, verdict.is_transient)
     view = (f"rules {rules_cat.value} ({rules_conf:.2f}) -> {rule_decision.action.value}; "
             f"model {model_cat.value} ({model_conf:.2f}) -> "
@@ -174,6 +176,13 @@ def merge(
     def rules_stand(reason: str) -> Decision:
         d.decided_by = "rules"
         d.notes.append(f"LLM disagrees ({view}); the rules stand: {reason}")
+        if model_action.is_retry and not d.action.is_retry and d.action is not Action.IGNORE:
+            # Not the model's to decide: a person may approve it (shared.decide.policy keeps it so).
+            d.proposed_action, d.approval = model_action.value, "pending"
+            if model_action is Action.RETRY_WITH_NEW_PARAMS:
+                d.proposed_params, notes = bound_params(verdict.params, settings, cluster)
+                d.notes.extend(f"LLM parameters: {n}" for n in notes)
+                d.proposed_params = d.proposed_params or {"num_workers_factor": 2}
         return d
 
     if model_cat is Category.CANCELED:
@@ -186,7 +195,7 @@ def merge(
     asked_retry = bool(verdict.recommended_action and verdict.recommended_action.is_retry)
     if firm and (not agree or asked_retry or model_action.is_retry):
         return rules_stand(f"the rules are confident ({rules_conf:.2f}) in {rules_cat.value}, never retried")
-    if (rules_cat in DETERMINISTIC and model_action.is_retry and not agree
+    if (rules_cat in _FIRM_CATEGORIES and not rule_decision.action.is_retry and model_action.is_retry and not agree
             and (model_conf < _MODEL_OVERTURN_CONFIDENCE or not verdict.is_transient)):
         return rules_stand(f"a retry of a {rules_cat.value} failure needs a confident, transient verdict")
 

@@ -705,11 +705,13 @@ def test_merge_firm_deterministic_rules_stand_against_any_retry():
 
 def test_merge_unsure_deterministic_needs_a_confident_transient_verdict():
     settings = _settings()
-    rules = Decision(category=Category.DATA, action=Action.SEND_EMAIL, confidence=0.6, decided_by="rules",
+    rules = Decision(category=Category.DATA, action=Action.SEND_EMAIL, confidence=0.55, decided_by="rules",
                      reason="DATA (x) -> SEND_EMAIL: y")
     weak = Verdict(ok=True, category=Category.NETWORK, confidence=0.6, is_transient=True,
                    recommended_action=Action.RETRY)
-    assert merge(rules, weak, settings).action is Action.SEND_EMAIL
+    held = merge(rules, weak, settings)
+    assert held.action is Action.SEND_EMAIL
+    assert (held.proposed_action, held.approval) == ("RETRY", "pending")   # a person may approve it
     strong = replace(weak, confidence=0.95)
     out = merge(rules, strong, settings)
     assert out.action is Action.RETRY and out.decided_by == "llm"
