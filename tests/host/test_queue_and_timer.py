@@ -48,7 +48,6 @@ def test_webhook_to_queue_to_worker_decides_the_failure(host, app_env, azurite, 
     assert_no_secret_in_logs(host, app_env)
     # What the worker ships to the host is the app's own account, not a dump of every storage call.
     assert [e.category for e in inv.logs if e.category.startswith("azure.core")] == []
-    assert len(inv.logs) < 10
 
 
 def test_worker_acts_once_on_duplicates_running_concurrently(host, app_env, azurite, fake_databricks):
