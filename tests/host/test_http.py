@@ -93,6 +93,13 @@ def test_webhook_headers_in_any_case_reach_the_app(host, app_env, azurite, fake_
     assert resp.status == 202, resp.body
 
 
+def test_webhook_without_a_content_type_reads_json(host, app_env, fake_databricks):
+    run_id, job_id = load_failure(fake_databricks)
+    resp = host.http("POST", WEBHOOK, headers={"Authorization": basic()},
+                     body=json.dumps(notification(run_id, job_id)), query={"code": FUNCTION_KEY})
+    assert resp.status == 202, resp.body
+
+
 def test_webhook_without_a_function_key_is_refused_by_the_host(host, app_env, fake_databricks):
     resp = post_webhook(host, notification(1, 2), key=None)
     assert resp.status == 401 and resp.invocation is None          # the worker was never called
@@ -120,6 +127,7 @@ def test_webhook_with_wrong_basic_credentials_is_401_from_the_app(host, app_env)
     (b"[]", "application/json", 400),
     (b"\xff\xfe\x00bad", "application/json", 400),
     (json.dumps(notification(1, 2)).encode(), "text/plain", 415),
+    (b'{"event_type": "jobs.on_failure", "pad": "' + b"x" * 300_000 + b'"}', "application/json", 413),
 ])
 def test_webhook_bad_input_is_a_4xx_with_a_message(host, app_env, raw, content_type, status):
     resp = post_webhook(host, None, raw=raw, content_type=content_type)
