@@ -275,6 +275,7 @@ class FakeDatabricks:
         self.oauth_token_lifetime_s = 3600.0
         self.oauth_tokens: dict[str, tuple[str, float]] = {}   # access token -> (client id, expiry)
         self.repairs: list[dict[str, Any]] = []          # every accepted repair, with the job's clusters then
+        self.start_repaired_tasks = False                # True: repaired tasks start at once (RUNNING, not PENDING)
         self.job_history: dict[int, list[dict[str, Any]]] = defaultdict(list)  # job id -> settings after each write
         self._next_id = 900_000_000_000_001
         self._server: ThreadingHTTPServer | None = None
@@ -648,9 +649,10 @@ class FakeDatabricks:
         run["repair_history"] = history
         run["state"] = {"life_cycle_state": "RUNNING", "state_message": "", "user_cancelled_or_timedout": False}
         run["status"] = {"state": "RUNNING"}
+        began = "RUNNING" if self.start_repaired_tasks else "PENDING"
         for t in chosen:
-            t["state"] = {"life_cycle_state": "PENDING", "state_message": ""}
-            t["status"] = {"state": "PENDING"}
+            t["state"] = {"life_cycle_state": began, "state_message": ""}
+            t["status"] = {"state": began}
         job = self._jobs.get(int(run.get("job_id") or 0)) or {}
         settings = job.get("settings") or {}
         self.repairs.append({"run_id": run["run_id"], "repair_id": repair_id, "body": copy.deepcopy(body),

@@ -254,7 +254,7 @@ def execute_in_place(requests: tuple[Mapping[str, Any], ...], restore: Mapping[s
         result = send_repair(client, repair_body)
     except DatabricksError:
         try:
-            _put_back(client, store, job_id, entry, None)
+            _put_back(client, store, job_id, entry, None, note=False)
         except DatabricksError as again:
             log.warning("job %s: could not put the clusters back after a refused repair (%s); the sweep will",
                         job_id, again)
@@ -265,7 +265,14 @@ def execute_in_place(requests: tuple[Mapping[str, Any], ...], restore: Mapping[s
             jobs[job_id] = {**jobs[job_id], "state": "repaired", "repair_id": result.get("repair_id"), "since": now}
 
     _change(store, client.host, repaired)
-    return {**result, "job_updated": job_id, "restore": "pending"}
+    status = "pending"
+    try:   # a workspace that starts the repaired tasks at once: put the job back now, not at the next sweep
+        run = client.get_run(int(restore["run_id"]), include_history=True)
+        if _started(run, list(restore.get("tasks") or [])):
+            status = _put_back(client, store, job_id, entry, None, note=False)["status"]
+    except (DatabricksError, StoreError) as exc:
+        log.info("job %s: the restore is left to the sweep (%s)", job_id, exc)
+    return {**result, "job_updated": job_id, "restore": status}
 
 
 # --- restore ----------------------------------------------------------------------------------
@@ -289,8 +296,9 @@ def _repair_running(run: Mapping[str, Any]) -> bool:
 
 
 def _put_back(client: DatabricksClient, store: Store, job_id: str, entry: Mapping[str, Any],
-              notifier: Notifier | None) -> dict[str, Any]:
-    """Restore what still holds exactly what we applied; report the rest. Drops the entry."""
+              notifier: Notifier | None, *, note: bool = True) -> dict[str, Any]:
+    """Restore what still holds exactly what we applied; report the rest. Drops the entry.
+    ``note``: write the outcome on the decision record (not while the caller is acting on it)."""
     try:
         job = client.get_job(int(job_id))
     except DatabricksNotFound:
@@ -313,8 +321,12 @@ def _put_back(client: DatabricksClient, store: Store, job_id: str, entry: Mappin
                "restored": sorted(e.get("job_cluster_key") or e.get("task_key") for v in restore.values() for e in v),
                "left_alone": edited, "changes": list(entry.get("changes") or [])}
     if edited:
+        if notifier is None:          # keep the entry: the sweep, which can tell the owner, reports it
+            outcome["status"] = "edited since: left for the sweep to report"
+            return outcome
         outcome["notification"] = _tell_owner(store, job, entry, edited, notifier)
-    _record(store, entry, outcome)
+    if note:
+        _record(store, entry, outcome)
     _change(store, client.host, lambda jobs: jobs.pop(job_id, None))
     return outcome
 

@@ -236,7 +236,14 @@ def resize_cluster(spec: Mapping[str, Any], params: Mapping[str, Any],
     """The bounded resize of ``spec`` that ``params`` ask for: ``(cluster, changes, rejected)``.
     On the executors' knob, when the workers are already at their bound, the worker node type
     goes one ladder step up instead."""
+    if params.get("knob") == "driver":
+        # where the failure hit is firm evidence: more workers cannot help the driver, whoever asks
+        asked = [k for k in ("num_workers", "max_workers", "num_workers_factor") if params.get(k) is not None]
+        params = {k: v for k, v in params.items() if k not in asked}
+    else:
+        asked = []
     new, changes, rejected = bound_cluster_change(spec, _propose(spec, params, settings), settings)
+    rejected = [f"{k}: the failure hit the driver; more workers cannot help it" for k in asked] + rejected
     if not changes and params.get("knob") == "executors" and params.get("node_type_step") is None:
         again = {k: v for k, v in params.items() if k not in ("num_workers", "max_workers", "num_workers_factor")}
         new2, changes2, rejected2 = bound_cluster_change(

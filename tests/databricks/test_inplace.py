@@ -230,3 +230,15 @@ def test_defaults_the_workspace_fills_in_do_not_count_as_an_edit(fake_databricks
     assert outcome["status"] == "restored"
     now = fake_databricks.job(77)["settings"]["job_clusters"][0]["new_cluster"]
     assert now["num_workers"] == 4 and now["enable_elastic_disk"] is True
+
+
+def test_tasks_that_start_at_once_get_the_job_put_back_without_waiting_for_the_sweep(fake_databricks, client, store):
+    fake_databricks.load(tagged_job())
+    fake_databricks.start_repaired_tasks = True
+    before = fake_databricks.job(77)["settings"]
+    result = triage_run(7100, cfg(), client=client, store=store, act_now=True, use_llm=False)
+    assert result.record.action_result["restore"] == "restored"
+    assert store.get(result.record.decision_key, "77").status == "acted"
+    assert [w.endpoint for w in fake_databricks.writes] == ["update", "runs/repair", "update"]
+    assert fake_databricks.job(77)["settings"] == before and pending_restores(store, client.host) == {}
+    assert fake_databricks.repairs[0]["job_clusters"][0]["new_cluster"]["num_workers"] == 8

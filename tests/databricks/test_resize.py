@@ -89,3 +89,10 @@ def test_max_result_size_failure_changes_the_driver_not_the_workers(fake_databri
     assert "driver" in result.record.reason
     changes = result.record.action_request["changes"]
     assert "job cluster main: driver Standard_E8ds_v5 -> Standard_E16ds_v5" in changes
+
+
+def test_worker_suggestions_on_the_driver_knob_are_refused_whoever_makes_them():
+    out, changes, rejected = resize_cluster(spec(), {"knob": "driver", "driver_node_type_step": 1,
+                                                     "num_workers": 8, "num_workers_factor": 2}, cfg())
+    assert out["num_workers"] == 4 and changes == ["driver Standard_E8ds_v5 -> Standard_E16ds_v5"]
+    assert any("hit the driver" in r for r in rejected)
