@@ -21,6 +21,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 # Azurite (the Azure Storage emulator) for the table and queue tests, pinned in package-lock.json.
 $(NPMSTAMP): package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "make test needs npm (Node.js 20 or later) to install Azurite, the Azure Storage emulator the tests run against: install Node.js (e.g. apt install nodejs npm, brew install node, or nodejs.org), then run make test again" >&2; exit 1; }
 	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
