@@ -197,17 +197,19 @@ def email_configured(settings: "Settings", secrets: "SecretProvider | None" = No
     return secrets.get_optional("ACS_CONNECTION_STRING") is not None
 
 
-def build_notifier(settings: "Settings", secrets: "SecretProvider", *, store: "Store", **kwargs: Any) -> "Notifier":
+def build_notifier(settings: "Settings", secrets: "SecretProvider", *, store: "Store", channel_client: Any = None,
+                   **kwargs: Any) -> "Notifier":
     """The notifier the settings describe.
 
     Email only (the default: ``TRIAGE_NOTIFY_VIA`` and ``TRIAGE_ESCALATE_VIA`` are ``email`` and no
     other channel's secret is set): ``EmailNotifier`` when email is configured, else ``NullNotifier``
     (which records "not configured" on the decision, so a person can still find it with
     ``decisions list``). Otherwise a ``RoutedNotifier`` over every configured channel
-    (``shared.notify.routing``)."""
+    (``shared.notify.routing``); ``channel_client`` is their ``ChannelClient`` (default: one with
+    the production time-outs and retries)."""
     from shared.notify.routing import build_channels
 
-    channels = build_channels(settings, secrets, store=store)
+    channels = build_channels(settings, secrets, store=store, client=channel_client)
     email = None
     if email_configured(settings, secrets):
         from shared.notify import EmailNotifier

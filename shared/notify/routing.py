@@ -220,12 +220,15 @@ def recovered(settings: "Settings", rec: "DecisionRecord", *, store: "Store", no
 
 
 def resolve_recovered(settings: "Settings", *, client: "DatabricksClient", store: "Store", notifier: Any,
-                      now_ms: int | None = None, lookback_s: int = 2 * 86400) -> list[dict[str, Any]]:
+                      now_ms: int | None = None, lookback_s: int = 2 * 86400,
+                      max_run_reads: int = 100) -> list[dict[str, Any]]:
     """For every paged decision not yet recovered: when its run has since succeeded (a repair by
-    a person, or one the app made), it recovered (``recovered``). Returns one entry per page
+    a person, or one the app made), it recovered (``recovered``). At most ``max_run_reads``
+    ``runs/get`` calls per sweep (the rest wait for the next one). Returns one entry per page
     resolved."""
     now = int(time.time() * 1000) if now_ms is None else int(now_ms)
     done: list[dict[str, Any]] = []
+    reads = 0
     for rec in store.list(since_ms=now - lookback_s * 1000):
         n = rec.notification or {}
         if n.get("recovered_at") or not _paged(rec):
@@ -242,6 +245,9 @@ def resolve_recovered(settings: "Settings", *, client: "DatabricksClient", store
         if inc is not None and inc.status == "resolved":
             ok = True                              # resolved by the others' recovery or a person
         else:
+            if reads >= max_run_reads:
+                continue
+            reads += 1
             try:
                 ok = _run_succeeded(client.get_run(rec.run_id, include_history=True))
             except DatabricksError as exc:

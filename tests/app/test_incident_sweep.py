@@ -159,3 +159,58 @@ def test_a_person_marks_decisions_handled_and_the_page_resolves(fake_databricks,
     assert sum(1 for e in services.pagerduty_events() if e["event_action"] == "resolve") == 1
     out, err = io.StringIO(), io.StringIO()
     assert main(["decisions", "handled", "1-0"], env=env, stdout=out, stderr=err) == 1 and "no decision" in err.getvalue()
+
+
+def _runtime(settings):
+    from shared.app.runtime import build_notifier, build_secrets, build_store
+    from shared.notify.client import ChannelClient
+
+    fast = ChannelClient(attempts=3, backoff_s=0, sleep=lambda s: None, timeout_s=(2, 5))
+    store = build_store(settings)
+    secrets = build_secrets(settings)
+    return open_runtime(settings, store=store, secrets=secrets,
+                        notifier=build_notifier(settings, secrets, store=store, channel_client=fast))
+
+
+def test_pagerduty_down_hands_the_page_to_teams(fake_databricks, services, tmp_path):
+    now = int(time.time() * 1000)
+    _load_outage(fake_databricks, 2, start=now - 20 * 60_000)
+    settings = _settings(fake_databricks, services, tmp_path, TRIAGE_ESCALATE_VIA="pagerduty,teams")
+    services.inject("/v2/enqueue", *([503] * 6))                  # three tries for each of two jobs
+    with _runtime(settings) as rt:
+        assert run_sweep(settings, inline=True, runtime=rt).ok
+        records = rt.store.list()
+    assert services.pagerduty_events() == []
+    assert len(services.to(services.teams_path, accepted_only=True)) == 2
+    for r in records:
+        assert r.status == "acted" and r.notification["channel"] == "teams"
+        assert [(c["channel"], c["status"], c.get("http_status")) for c in r.notification["channels"]] == [
+            ("pagerduty", "failed", 503), ("teams", "sent", 202)]
+    card = json_of(services.to(services.teams_path)[-1])
+    assert "1 other job fails the same way" in card
+
+
+def test_a_page_that_could_not_be_sent_is_sent_by_the_next_sweep(fake_databricks, services, tmp_path):
+    now = int(time.time() * 1000)
+    _load_outage(fake_databricks, 2, start=now - 20 * 60_000)
+    settings = _settings(fake_databricks, services, tmp_path)
+    # two jobs, three tries each, twice: when decided, and again by the same sweep's resend pass
+    services.inject("/v2/enqueue", *([503] * 12))
+    with _runtime(settings) as rt:
+        run_sweep(settings, inline=True, runtime=rt)
+        failed = rt.store.list()
+        assert {r.status for r in failed} == {"failed"}
+        assert all(r.notification["status"] == "failed" and r.notification["retryable"] for r in failed)
+        report = run_sweep(settings, inline=True, runtime=rt)            # PagerDuty is back
+        assert report.emails_resent == 2
+        records = rt.store.list()
+    assert {r.status for r in records} == {"acted"} and {r.notification["attempts"] for r in records} == {3}
+    events = services.pagerduty_events()
+    assert len(events) == 2 and len({e["dedup_key"] for e in events}) == 1
+    assert events[-1]["payload"]["summary"].startswith("2 jobs failing")
+
+
+def json_of(seen):
+    import json
+
+    return json.dumps(seen.body)

@@ -407,3 +407,21 @@ def test_incident_resolves_once_when_every_paged_job_recovered(store):
     assert second.status == "resolved" and second.resolved_now
     third = incidents.mark_recovered(store, settings, "fp:r", job_id="1", decision_key="1-0", now_ms=4000)
     assert not third.resolved_now
+
+
+def test_an_owner_alert_on_pagerduty_resolves_when_handled(services, store, clock):
+    from shared.notify.routing import recovered
+
+    routed, settings = _routed(services, store, clock, TRIAGE_NOTIFY_VIA="pagerduty")
+    snap = _snapshot()
+    decision = _decision(Action.SEND_EMAIL, Category.DATA)
+    rec = store.claim(_record(snap, decision)).record
+    rec.notification = routed.notify(snap, decision, rec)
+    assert rec.notification["channel"] == "pagerduty"
+    trigger = services.pagerduty_events()[0]
+    assert trigger["payload"]["severity"] == "warning" and trigger["dedup_key"].startswith("triage-decision-")
+    rec = store.update(rec).record
+    out = recovered(settings, rec, store=store, notifier=routed, now_ms=int(clock() * 1000), how="marked handled")
+    assert out["status"] == "resolved" and out["incident"] == trigger["dedup_key"]
+    assert services.alerts[trigger["dedup_key"]].status == "resolved"
+    assert store.get(rec.decision_key, rec.job_id).notification["recovered_how"] == "marked handled"
