@@ -42,7 +42,7 @@ test: $(STAMP) $(NPMSTAMP)
 # The app loaded, indexed and invoked by the real worker library (docs/functions.md).
 ifeq ($(strip $(PYTHON_WORKER)),)
 worker-test:
-	@echo "tests/host skipped: no Python 3.13+ on this machine (python3.13 on PATH or under pyenv), which the Functions worker library needs"
+	@echo "tests/host skipped: no Python 3.13+ found (on PATH or under pyenv); the Functions worker library needs it"
 else
 worker-test: $(WSTAMP) $(NPMSTAMP)
 	$(WPY) -m pytest -q tests/host

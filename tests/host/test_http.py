@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("azure_functions_runtime", reason="the Functions Python worker library needs Python 3.13+ "
                     "(make test runs tests/host in .venv-worker)")
 
-from tests.host.conftest import FUNCTION_KEY, SIGNING_KEY, WEBHOOK_PASSWORD, basic  # noqa: E402
-from tests.helpers import corpus_doc  # noqa: E402
+from tests.host.conftest import FUNCTION_KEY, SIGNING_KEY, WEBHOOK_PASSWORD, basic
+from tests.helpers import corpus_doc
 
 WEBHOOK = "/api/databricks/webhook"
 

@@ -3,17 +3,16 @@ from Azurite and delivered as the queue extension delivers them, decisions read 
 tables, actions against the fake Databricks workspace."""
 
 import base64
-import json
 
 import pytest
 
 pytest.importorskip("azure_functions_runtime", reason="the Functions Python worker library needs Python 3.13+ "
                     "(make test runs tests/host in .venv-worker)")
 
-from demo.workspace import status_fault  # noqa: E402
-from shared.config import Settings  # noqa: E402
-from shared.store import open_store  # noqa: E402
-from tests.host.test_http import assert_no_secret_in_logs, load_failure, notification, peek, post_webhook  # noqa: E402
+from demo.workspace import status_fault
+from shared.config import Settings
+from shared.store import open_store
+from tests.host.test_http import assert_no_secret_in_logs, load_failure, notification, peek, post_webhook
 
 
 def _store(env):
