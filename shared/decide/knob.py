@@ -65,9 +65,12 @@ WHERE: tuple[WhereRow, ...] = (
          r"\bdriver is restarting\b",
          "The spark driver has stopped unexpectedly and is restarting. Your notebook will be automatically "
          "reattached."),
+    _row("driver.event", "driver", r"\bDRIVER_NOT_RESPONDING\b|\bDRIVER_UNAVAILABLE\b",
+         "DRIVER_NOT_RESPONDING"),           # a cluster event (clusters/events) of the task's job cluster
     _row("driver.disk", "driver", r"\bDRIVER_OUT_OF_DISK\b", "Cluster terminated. Reason: DRIVER_OUT_OF_DISK"),
     _row("disk.no-space", "disk",
-         r"\bNo space left on device\b|\bDisk quota exceeded\b|\bdisk (is )?full\b|\bnot enough space on the disk\b",
+         r"\bNo space left on device\b|\bDisk quota exceeded\b|\bdisk (is )?full\b|\bnot enough space on the disk\b|"
+         r"\bFAILED_TO_EXPAND_DISK\b|\bDID_NOT_EXPAND_DISK\b",
          "java.io.IOException: No space left on device"),
     _row("executors.lost", "executors",
          r"\bExecutorLostFailure\b|\bLost executor\b|\bRemote RPC client disassociated\b|\bEXECUTOR_OUT_OF_MEMORY\b",
