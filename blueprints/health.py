@@ -1,8 +1,13 @@
-"""``GET /api/health`` (anonymous): is the app up, what version, which mode, what is configured.
+"""``GET /api/health`` (anonymous): is the app up, what version, which mode, what is configured,
+and is every decision moving on.
 
-Only booleans and non-secret facts: no secret, no host name of a secret store, no storage
-account, no workspace URL. Nothing is called (no Key Vault, storage or Databricks round trip),
-so the probe is cheap and cannot be used to make the app call out.
+Only booleans, counts and non-secret facts: no secret, no host name of a secret store, no
+storage account, no workspace URL, no decision key. One point read of the decision store (the
+summary the last sweep kept: decisions past their deadline, actions retrying, notifications
+undelivered; see docs/lifecycle.md); no Key Vault or Databricks round trip, so the probe is
+cheap and cannot be used to make the app call out. 503 when the settings are invalid, the store
+is unreachable, or something is stuck (a decision past its deadline, a notification nobody
+received, a sweep that stopped running), so Azure Monitor can alert on it.
 """
 
 from __future__ import annotations
@@ -35,13 +40,17 @@ def health_report(env: Mapping[str, str] | None = None) -> tuple[int, dict[str, 
         log.error("health: the settings are not valid: %s", exc)
         return 503, {"status": "misconfigured", "version": __version__,
                      "error": "the app settings are not valid; see the function log"}
+    from shared.app.lifecycle import lifecycle_health
+
+    healthy, lifecycle = lifecycle_health(settings)
     extra = settings.extra
     storage = (settings.storage or settings.azure_webjobs_storage
                or extra.get("AzureWebJobsStorage__tableServiceUri") or extra.get("AzureWebJobsStorage__accountName"))
-    return 200, {
-        "status": "ok",
+    return (200 if healthy else 503), {
+        "status": "ok" if healthy else "stuck",
         "version": __version__,
         "mode": settings.mode,
+        "lifecycle": lifecycle,
         "integrations": {
             "databricks": count > 0,
             "databricks_workspaces": count,

@@ -287,6 +287,8 @@ var triageSettings = {
   TRIAGE_ESCALATE_VIA: join(escalateVia, ',')
   TRIAGE_INCIDENT_WINDOW: '30m'
   PAGERDUTY_EVENTS_URL: 'https://events.pagerduty.com/v2/enqueue'
+  TRIAGE_ACTING_TIMEOUT: '15m'
+  TRIAGE_ACTION_ATTEMPTS: '5'
 }
 
 module functionApp './modules/functionapp.bicep' = {

@@ -171,6 +171,8 @@ class Settings:
     escalate_via: tuple[str, ...] = ("email",)  # TRIAGE_ESCALATE_VIA: channels for ESCALATE, in order
     pagerduty_events_url: str = PAGERDUTY_EVENTS_URL  # PAGERDUTY_EVENTS_URL (tests, regional endpoints)
     incident_window_s: int = 1800             # TRIAGE_INCIDENT_WINDOW: escalations that join one incident
+    acting_timeout_s: int = 900               # TRIAGE_ACTING_TIMEOUT: then the sweep reconciles the action
+    action_attempts: int = 5                  # TRIAGE_ACTION_ATTEMPTS: sends of a transiently failing action
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -230,6 +232,8 @@ class Settings:
             escalate_via=_channels(e, "TRIAGE_ESCALATE_VIA", ("email",)),
             pagerduty_events_url=_events_url(e),
             incident_window_s=_duration(e, "TRIAGE_INCIDENT_WINDOW", "30m"),
+            acting_timeout_s=max(60, _duration(e, "TRIAGE_ACTING_TIMEOUT", "15m")),
+            action_attempts=_int(e, "TRIAGE_ACTION_ATTEMPTS", 5, 1, 20),
             extra=e,
         )
         if e.get("TRIAGE_SPARK_CONF_ALLOWLIST"):

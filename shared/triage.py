@@ -33,8 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from shared.store.base import Store
 
 __all__ = ["decide", "TriageResult", "triage_run", "triage_snapshot", "read_cluster_events", "act_due",
-           "report_triage_failure", "new_record",
-           "retry_notifications", "decision_of_record"]
+           "report_triage_failure", "new_record", "retry_notifications", "decision_of_record", "resume_action",
+           "escalate", "notification_decision"]
 
 log = logging.getLogger(__name__)
 
@@ -361,42 +361,105 @@ def _no_rerun_from_partial_definition(plan: Any, snapshot: Snapshot) -> Any:
 
 def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: Any, settings: Settings, *,
          client: DatabricksClient, store: Store, notifier: Notifier) -> TriageResult:
-    """decided -> acting (under etag, so one actor) -> acted | failed."""
+    """decided | retrying | (stale) acting -> acting (under etag, so one actor) -> acted |
+    retrying | escalated (docs/lifecycle.md). The acting write records the attempt number first,
+    so a worker that dies mid-action leaves a record the sweep can reconcile."""
     from shared.databricks.actions import execute
     from shared.errors import ResizeRefused, TriageError
 
+    prev = dict(record.action_result or {}) if record.status in ("retrying", "acting") else {}
+    attempt = int(prev.get("attempts") or 0) + 1
+    final_action = plan.action.value
+    sends = final_action in ("RETRY", "RETRY_WITH_NEW_PARAMS")
+    if sends and not prev.get("retry_counted"):
+        store.add_retry(record.lineage or str(record.run_id))   # before the action: over- not under-counted
+        if (record.decision or {}).get("model_only"):
+            store.incr(MODEL_RETRIES_KIND, record.lineage or str(record.run_id))
     record.status = "acting"
+    record.action_result = {**{k: v for k, v in prev.items() if k in ("errors", "first_error_at")},
+                            "attempts": attempt, "acting_since": now_ms(), "retry_counted": sends}
     upd = store.update(record)
     if not upd.ok:
         return TriageResult(upd.record or record, duplicate=True, message="another worker is acting on this decision")
     record = upd.record
-    final_action = plan.action.value
     try:
-        if final_action in ("RETRY", "RETRY_WITH_NEW_PARAMS"):
-            store.add_retry(record.lineage or str(record.run_id))
-            if (record.decision or {}).get("model_only"):
-                store.incr(MODEL_RETRIES_KIND, record.lineage or str(record.run_id))
-            record.action_result = _redact_obj(execute(plan, client, store=store))
+        if sends:
+            record.action_result = {**record.action_result, **_redact_obj(execute(plan, client, store=store))}
         elif final_action in ("SEND_EMAIL", "ESCALATE"):
             result = (notifier.notify(snapshot, decision, record) if notifier is not None
                       else {"status": "not configured"})
             record.notification = _redact_obj(dict(result))
-            record.action_result = {"notification": record.notification.get("status", "")}
+            record.action_result = {**record.action_result, "notification": record.notification.get("status", "")}
         else:
-            record.action_result = {"status": "nothing to do"}
+            record.action_result = {**record.action_result, "status": "nothing to do"}
         record.status = "failed" if record.notification.get("status") == "failed" else "acted"
     except ResizeRefused as exc:   # e.g. not as the job's identity: the owner gets the recommendation instead
         _owner_instead(record, snapshot, decision, plan, exc, notifier)
     except TriageError as exc:
-        record.status = "failed"
-        record.action_result = {"error": _redact(f"{type(exc).__name__}: {exc}"),
-                                "error_code": getattr(exc, "error_code", None)}
-        log.warning("action for %s failed: %s", record.decision_key, record.action_result["error"])
+        _action_failed(record, snapshot, decision, exc, settings, notifier)
     record.updated_at = now_ms()
     upd = store.update(record)
     record = upd.record if upd.ok else record
     return TriageResult(record, acted=record.status == "acted",
                         message=f"{final_action}: {record.status}")
+
+
+def _action_failed(record: DecisionRecord, snapshot: Snapshot, decision: Decision, exc: Exception,
+                   settings: Settings, notifier: Notifier | None) -> None:
+    """A passing failure (or a lost answer) -> retrying with back-off, at most
+    TRIAGE_ACTION_ATTEMPTS sends; a refusal, or the last attempt -> escalated with the error."""
+    from shared.app.lifecycle import failure_kind, retry_delay_s
+
+    kind = failure_kind(exc)
+    error = _redact(f"{type(exc).__name__}: {exc}")
+    attempt = int(record.action_result.get("attempts") or 1)
+    errors = [*list(record.action_result.get("errors") or [])[-4:], error[:500]]
+    record.action_result = {**record.action_result, "error": error, "error_code": getattr(exc, "error_code", None),
+                            "http_status": getattr(exc, "status", None), "errors": errors}
+    if kind == "conflict":
+        record.status = "duplicate"
+        record.action_result["status"] = "superseded: the run changed since the decision (repaired or running again)"
+        log.warning("action for %s superseded: %s", record.decision_key, error)
+        return
+    if kind in ("transient", "unknown") and attempt < settings.action_attempts:
+        delay = retry_delay_s(attempt)
+        record.status = "retrying"
+        record.action_result["next_at"] = now_ms() + delay * 1000
+        record.action_result["reconcile"] = kind == "unknown"
+        log.warning("action for %s failed (attempt %d of %d, %s); the sweep sends it again in %d s: %s",
+                    record.decision_key, attempt, settings.action_attempts, kind, delay, error)
+        return
+    why = (f"{record.action} was refused by Databricks ({getattr(exc, 'error_code', None) or getattr(exc, 'status', None) or 'error'}): {error}"
+           if kind == "refused" else f"{record.action} failed {attempt} time(s); last error: {error}")
+    escalate(record, snapshot, decision, why, notifier)
+
+
+def escalate(record: DecisionRecord, snapshot: Snapshot, decision: Decision, why: str,
+             notifier: Notifier | None) -> None:
+    """Hand the decision to a person: an ESCALATE notification saying why. ``escalated`` once
+    delivered; ``failed`` (resent by the sweep) while it is not."""
+    from dataclasses import replace
+
+    from shared.models import Action
+
+    why = _redact(why)[:2000]
+    record.action_result = {**record.action_result, "escalated": why}
+    esc = replace(decision, action=Action.ESCALATE, notes=[*decision.notes, why])
+    result = notifier.notify(snapshot, esc, record) if notifier is not None else {"status": "not configured"}
+    record.notification = _redact_obj(dict(result))
+    record.status = "failed" if record.notification.get("status") == "failed" else "escalated"
+    log.warning("decision %s escalated: %s", record.decision_key, why)
+
+
+def notification_decision(rec: DecisionRecord) -> Decision:
+    """The decision a (re)sent notification is about: an escalated action escalates."""
+    from dataclasses import replace
+
+    from shared.models import Action
+
+    d = decision_of_record(rec)
+    why = (rec.action_result or {}).get("escalated")
+    return replace(d, action=Action.ESCALATE, notes=[*d.notes, str(why)]) if why else d
 
 
 def _owner_instead(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: Any, exc: Exception,
@@ -428,6 +491,12 @@ def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notif
     now = now or now_ms()
     done: list[DecisionRecord] = []
     for rec in store.list(since_ms=now - lookback_s * 1000):
+        if rec.mode == "act" and _resumable(rec, settings, now):
+            try:
+                done.append(resume_action(rec, settings, client=client, store=store, notifier=notifier, now=now))
+            except Exception as exc:  # noqa: BLE001 - one run's trouble must not stop the others
+                log.warning("cannot resume the action of %s yet: %s", rec.decision_key, exc)
+            continue
         if rec.status != "decided" or rec.mode != "act" or rec.not_before > now:
             continue
         try:
@@ -447,6 +516,71 @@ def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notif
         result = _act(rec, snapshot, decision, plan, settings, client=client, store=store, notifier=notifier)
         done.append(result.record)
     return done
+
+
+def _resumable(rec: DecisionRecord, settings: Settings, now: int) -> bool:
+    """A retrying action whose back-off has passed, or an action stuck in ``acting`` longer than
+    TRIAGE_ACTING_TIMEOUT (its worker died before or after the Databricks call)."""
+    result = rec.action_result if isinstance(rec.action_result, dict) else {}
+    if rec.status == "retrying":
+        return int(result.get("next_at") or 0) <= now
+    if rec.status == "acting":
+        since = int(result.get("acting_since") or rec.updated_at or 0)
+        return now - since >= settings.acting_timeout_s * 1000
+    return False
+
+
+def _our_repair(snapshot: Snapshot, rec: DecisionRecord) -> int | None:
+    """The repair id of a repair newer than the one the decision knew (the request's
+    ``latest_repair_id``), from the run's ``repair_history``: Databricks is the source of truth."""
+    from shared.snapshot import as_int
+
+    reqs = (rec.action_request or {}).get("requests") or []
+    body = reqs[0].get("body") if reqs and isinstance(reqs[0], dict) else {}
+    known = as_int((body or {}).get("latest_repair_id"))
+    ids = [as_int(r.get("id")) for r in snapshot.repair_history if r.get("type") == "REPAIR"]
+    ids = [i for i in ids if i is not None]
+    if known is not None:
+        ids = ids[ids.index(known) + 1:] if known in ids else []
+    return ids[-1] if ids else None
+
+
+def resume_action(rec: DecisionRecord, settings: Settings, *, client: DatabricksClient, store: Store,
+                  notifier: Notifier | None, now: int | None = None) -> DecisionRecord:
+    """Move a retrying or stale acting record on, after asking Databricks what happened.
+
+    A repair: a repair newer than the one the decision knew is in ``repair_history`` -> it ran
+    (its answer was lost, or the worker died after the call): record its id, ``acted``. None ->
+    send again with the same ``latest_repair_id`` (Databricks refuses a second repair if one
+    slipped in). A submit: send again with the same ``idempotency_token`` (Databricks answers
+    with the run it already made). A notification: notify again (one email per decision key)."""
+    from shared.databricks.actions import effective_decision, plan_action
+    from shared.databricks.capture import capture_snapshot
+
+    now = now or now_ms()
+    snapshot = capture_snapshot(client, rec.run_id, workspace_host=rec.workspace, store=None,
+                                max_outputs=settings.max_task_outputs)
+    kind = (rec.action_request or {}).get("kind")
+    if kind == "repair":
+        found = _our_repair(snapshot, rec)
+        if found is not None:
+            rec.status = "acted"
+            rec.action_result = {**(rec.action_result or {}), "repair_id": found,
+                                 "reconciled": f"repair {found} found in the run's repair_history"}
+            for k in ("next_at", "acting_since"):
+                rec.action_result.pop(k, None)
+            upd = store.update(rec)
+            log.info("decision %s: reconciled with Databricks, repair %s ran", rec.decision_key, found)
+            return upd.record if upd.ok else rec
+    decision = decision_of_record(rec)
+    if snapshot.decision_key != rec.decision_key and kind != "submit":
+        rec.status = "duplicate"
+        rec.action_result = {**(rec.action_result or {}), "status": "superseded: the run was repaired or rerun meanwhile"}
+        upd = store.update(rec)
+        return upd.record if upd.ok else rec
+    plan = _no_rerun_from_partial_definition(plan_action(snapshot, decision, settings, now_ms=now), snapshot)
+    decision = effective_decision(decision, plan)
+    return _act(rec, snapshot, decision, plan, settings, client=client, store=store, notifier=notifier).record
 
 
 def decision_of_record(rec: DecisionRecord) -> Decision:
@@ -486,8 +620,9 @@ def retry_notifications(settings: Settings, *, client: DatabricksClient, store: 
             except Exception as exc:  # noqa: BLE001 - one run's trouble must not stop the others
                 log.warning("cannot re-read run %s to resend its email: %s", rec.run_id, exc)
                 continue
-        rec.notification = _redact_obj(dict(notifier.notify(snapshot, decision_of_record(rec), rec)))
-        rec.status = "failed" if rec.notification.get("status") == "failed" else "acted"
+        rec.notification = _redact_obj(dict(notifier.notify(snapshot, notification_decision(rec), rec)))
+        delivered = "escalated" if (rec.action_result or {}).get("escalated") else "acted"
+        rec.status = "failed" if rec.notification.get("status") == "failed" else delivered
         upd = store.update(rec)
         done.append(upd.record if upd.ok else rec)
     return done

@@ -352,8 +352,9 @@ def test_security_planted_secrets_never_leave_the_process(storage, debug_logs, f
         assert unknown.decided_by not in ("rules", "") and model.calls >= 1, unknown.to_dict()
         assert len(acs.accepted) >= 2
         network = results["network"].record
-        assert (network.action, network.status) == ("RETRY", "failed"), (network.category, network.reason)
-        assert "[REDACTED:" in network.action_result["error"]
+        # the refused repair (403) is handed to a person at once, with the error (redacted)
+        assert (network.action, network.status) == ("RETRY", "escalated"), (network.category, network.reason)
+        assert "[REDACTED:" in network.action_result["error"] and "[REDACTED:" in network.action_result["escalated"]
 
         # the rerun sent to Databricks carries the job's real parameters ...
         [submit] = fake_databricks.requests_to("runs/submit")

@@ -22,11 +22,13 @@ Databricks documents no delivery retries for webhooks, so every few minutes (the
    (the next sweep covers the rest; queuing twice is harmless: the worker's claim dedupes).
 
 Then, with each workspace's client: ``shared.triage.act_due`` (act-mode decisions whose back-off
-has passed), ``shared.triage.retry_notifications`` (emails that failed or were never recorded),
+has passed, actions retrying, and actions stuck in ``acting``: docs/lifecycle.md),
+``shared.triage.retry_notifications`` (emails that failed or were never recorded),
 ``shared.learning.outcomes.check_outcomes`` (the outcome of what was retried, the learning signal),
 ``shared.databricks.inplace.restore_due`` (jobs resized in place put back once their repaired
 tasks have started) and, with chat or paging channels, ``shared.notify.routing.resolve_recovered``
-(incidents whose jobs have all recovered are resolved).
+(incidents whose jobs have all recovered are resolved). Last, ``shared.app.lifecycle.publish_summary``
+keeps what is stuck where ``health`` reads it.
 
 ``sweep()`` takes its collaborators as arguments (tests pass the fake workspace's client and an
 in-memory queue); ``run_sweep()`` builds them from the settings exactly as the timer does.
@@ -385,6 +387,7 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
     from shared.databricks.inplace import restore_due
     from shared.learning.outcomes import RunsSeen, check_outcomes
     from shared.app.runtime import workspaces
+    from shared.app.lifecycle import publish_summary
     from shared.triage import act_due, retry_notifications
 
     now = int(time.time() * 1000) if now_ms is None else int(now_ms)
@@ -423,6 +426,7 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
 
             report.incidents_resolved += _call_after(report, f"incidents ({host})", lambda: resolve_recovered(
                 settings, client=client, store=view, notifier=notifier, now_ms=now))
+    _call_after(report, "lifecycle summary", lambda: [publish_summary(settings, store, now=now)])
     log.info("sweep: %s", report.summary())
     return report
 

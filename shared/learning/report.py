@@ -125,6 +125,7 @@ class Report:
     top_fingerprints: list[dict[str, Any]]
     per_day: list[tuple[str, int]]     # (YYYY-MM-DD, decisions), every day of the period
     modes: dict[str, int]
+    open_work: dict[str, int] = field(default_factory=dict)   # act mode: retrying / escalated / undelivered
 
 
 def _order(category: str) -> tuple[int, str]:
@@ -187,8 +188,24 @@ def build_report(records: Iterable[DecisionRecord], *, since_ms: int, until_ms: 
         start = since_ms - since_ms % day_ms
         for t in range(start, until_ms, day_ms):
             per_day.append((_day(t), days.get(_day(t), 0)))
+    acting = [r for r in chosen if r.mode == "act"]
+    open_work = {
+        "retrying": sum(1 for r in acting if r.status in ("retrying", "acting")),
+        "escalated": sum(1 for r in acting if r.status == "escalated"),
+        "undelivered": sum(1 for r in acting if (r.notification or {}).get("status") == "failed"),
+    }
     return Report(since_ms=since_ms, until_ms=until_ms, rows=rows, categories=categories, total=total,
-                  top_jobs=top_jobs, top_fingerprints=top_fps, per_day=per_day, modes=dict(modes))
+                  top_jobs=top_jobs, top_fingerprints=top_fps, per_day=per_day, modes=dict(modes),
+                  open_work=open_work)
+
+
+def _open_work_line(report: Report) -> str:
+    """Act-mode work not yet done (docs/lifecycle.md), or "" when there is none."""
+    w = report.open_work or {}
+    if not any(w.values()):
+        return ""
+    return (f"Not done yet: {w.get('retrying', 0)} action(s) retrying, {w.get('undelivered', 0)} notification(s) "
+            f"undelivered; {w.get('escalated', 0)} decision(s) escalated to a person")
 
 
 def _last_line(excerpt: str, limit: int = 160) -> str:
@@ -279,6 +296,8 @@ def render_text(report: Report) -> str:
         out.append("(no decisions in this period)")
         return "\n".join(out) + "\n"
     rows, _ = _figure_rows(report)
+    if _open_work_line(report):
+        out.append(_open_work_line(report))
     out += ["", _table(HEADERS, rows), ""]
     out.append("Top failing jobs")
     out.append(_table(["JOB_ID", "JOB_NAME", "DECISIONS", "TOP_CATEGORY", "FAILED_RETRIES"],
@@ -412,6 +431,8 @@ def render_html(report: Report) -> str:
         f"<h1>{_e(title)}</h1>",
         f"<p>{report.total.decisions} decision(s); mode {_e(modes)}. Figures are defined in docs/learning.md.</p>",
     ]
+    if _open_work_line(report):
+        parts.append(f"<p><strong>{_e(_open_work_line(report))}</strong></p>")
     if report.total.decisions:
         parts += [
             "<h2>Decisions per category and action</h2>", _svg_category_actions(report),

@@ -27,7 +27,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-STATUSES = ("decided", "acting", "acted", "failed", "duplicate")
+STATUSES = ("decided", "acting", "retrying", "acted", "escalated", "failed", "duplicate")  # docs/lifecycle.md
 
 
 def now_ms() -> int:

@@ -208,3 +208,23 @@ def test_report_command_bad_since_exit_2(app_storage):
     err = io.StringIO()
     assert main(["report", "--since", "soon"], env=env, stdout=io.StringIO(), stderr=err) == 2
     assert "error: argument --since: 'soon' is not a duration (use e.g. 90m, 24h, 7d)\n" in err.getvalue()
+
+
+def test_report_says_what_is_not_done_yet(learning_store):
+    """Act-mode work still open (docs/lifecycle.md) is counted: actions retrying, decisions
+    escalated, notifications nobody received."""
+    from shared.learning.report import build_report
+
+    now = 1_770_000_000_000
+    recs = [decision("1-0", status="retrying", mode="act", created_at=now - 1000),
+            decision("2-0", status="escalated", mode="act", created_at=now - 1000),
+            decision("3-0", action="SEND_EMAIL", status="failed", mode="act", created_at=now - 1000),
+            decision("4-0", status="acted", mode="act", created_at=now - 1000),
+            decision("5-0", status="decided", mode="shadow", created_at=now - 1000)]
+    recs[2].notification = {"status": "failed", "attempts": 5}
+    report = build_report(recs, since_ms=now - DAY_MS, until_ms=now)
+    assert report.open_work == {"retrying": 1, "escalated": 1, "undelivered": 1}
+    text = render_text(report)
+    assert "Not done yet: 1 action(s) retrying, 1 notification(s) undelivered; 1 decision(s) escalated" in text
+    quiet = build_report(recs[3:], since_ms=now - DAY_MS, until_ms=now)
+    assert "Not done yet" not in render_text(quiet)

@@ -1,0 +1,174 @@
+"""The action lifecycle: every state a decision can be in, who moves it on, and by when.
+
+The diagram and the table are in docs/lifecycle.md; this module holds the rules they describe,
+so the pipeline (``shared.triage``), the sweep and ``health`` read them from one place.
+
+    decided ──► acting ──► acted            (done: the repair id / run id that proves it)
+       │          │   └──► retrying ──► acting ...   (a passing failure: 429, 5xx, time-out, lost answer)
+       │          │   └──► escalated        (refused for good, or out of attempts: a person has it)
+       │          └──(worker died)──► taken over by the sweep after TRIAGE_ACTING_TIMEOUT
+       └──► duplicate                       (the run was repaired or rerun meanwhile)
+    failed: a notification could not be delivered yet; the sweep resends it, then escalates.
+
+Terminal: ``acted``, ``escalated``, ``duplicate``, and every shadow-mode decision (nothing is
+carried out). Every other state has an owner and a deadline (``deadline_ms``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from shared.errors import (
+    DatabricksAuthError,
+    DatabricksConflict,
+    DatabricksError,
+    DatabricksNotFound,
+    DatabricksUnavailable,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from shared.config import Settings
+    from shared.store import DecisionRecord, Store
+
+__all__ = ["TERMINAL", "HEALTH_KIND", "HEALTH_KEY", "failure_kind", "retry_delay_s", "deadline_ms", "is_terminal",
+           "undelivered", "summarize", "publish_summary", "health_verdict", "lifecycle_health", "SWEEP_GRACE_S"]
+
+TERMINAL = frozenset({"acted", "escalated", "duplicate"})
+HEALTH_KIND, HEALTH_KEY = "health", "lifecycle"     # TriageState: the sweep's last summary
+SWEEP_GRACE_S = 15 * 60                              # a sweep every 5 minutes: three chances to move it on
+_RETRY_BASE_S = 60
+_RETRY_MAX_S = 3600
+
+
+def failure_kind(exc: BaseException) -> str:
+    """How an action's failure is handled:
+
+    - ``"transient"``: 429, 5xx or a connection the client gave up on (``DatabricksUnavailable``):
+      the request surely or probably did not run; send again later.
+    - ``"unknown"``: the connection was lost after the request went out (no HTTP status): it may
+      have run. Reconcile with Databricks before sending again (``repair_history``, or the
+      submit's idempotency token).
+    - ``"refused"``: a deterministic refusal (400/403/404 and the like): escalate now with the
+      service's error code.
+    - ``"conflict"``: the run changed since the snapshot (repaired by someone, running again).
+    """
+    if isinstance(exc, DatabricksConflict):
+        return "conflict"
+    if isinstance(exc, DatabricksUnavailable):
+        return "transient"
+    if isinstance(exc, (DatabricksAuthError, DatabricksNotFound)):
+        return "refused"
+    if isinstance(exc, DatabricksError):
+        status = exc.status
+        if status is None:
+            return "unknown"
+        if status == 429 or (status >= 500 and status not in (501, 505)):
+            return "transient"
+    return "refused"
+
+
+def retry_delay_s(attempt: int) -> int:
+    """Back-off after failed send number ``attempt`` (1-based): 1, 2, 4, ... minutes, at most 1 h."""
+    return int(min(_RETRY_MAX_S, _RETRY_BASE_S * (2 ** max(0, min(int(attempt) - 1, 12)))))
+
+
+def is_terminal(rec: DecisionRecord) -> bool:
+    return rec.mode != "act" or rec.status in TERMINAL
+
+
+def deadline_ms(rec: DecisionRecord, settings: Settings) -> int | None:
+    """When the record must have moved on (ms epoch); None for a terminal record."""
+    if is_terminal(rec):
+        return None
+    result = rec.action_result if isinstance(rec.action_result, dict) else {}
+    if rec.status == "decided":
+        return int(rec.not_before or rec.created_at or 0) + SWEEP_GRACE_S * 1000
+    if rec.status == "acting":
+        return int(rec.updated_at or 0) + (int(settings.acting_timeout_s) + SWEEP_GRACE_S) * 1000
+    if rec.status == "retrying":
+        return int(result.get("next_at") or rec.updated_at or 0) + SWEEP_GRACE_S * 1000
+    # failed: a notification waits for its resend
+    return int(rec.updated_at or 0) + SWEEP_GRACE_S * 1000
+
+
+def undelivered(rec: DecisionRecord) -> bool:
+    """A decision whose notification has not reached anyone (yet)."""
+    n = rec.notification if isinstance(rec.notification, dict) else {}
+    return rec.mode == "act" and n.get("status") == "failed"
+
+
+def summarize(records: list[DecisionRecord], settings: Settings, *, now: int) -> dict[str, Any]:
+    """Counts for ``health`` and ``report``: records past their deadline, actions retrying,
+    notifications undelivered, and the oldest stuck record."""
+    past = [r for r in records if (d := deadline_ms(r, settings)) is not None and d < now]
+    retrying = [r for r in records if r.mode == "act" and r.status == "retrying"]
+    lost = [r for r in records if undelivered(r)]
+    oldest = min((deadline_ms(r, settings) or now for r in past), default=now)
+    return {
+        "past_deadline": len(past),
+        "retrying": len(retrying),
+        "undelivered": len(lost),
+        "escalated": sum(1 for r in records if r.mode == "act" and r.status == "escalated"),
+        "stuck_for_s": max(0, (now - oldest) // 1000) if past else 0,
+        "stuck_keys": [r.decision_key for r in past[:10]],
+        "undelivered_keys": [r.decision_key for r in lost[:10]],
+        "at": now,
+    }
+
+
+def publish_summary(settings: Settings, store: Store, *, now: int, lookback_s: int = 7 * 86400) -> dict[str, Any]:
+    """Summarize the last week's decisions and keep the summary where ``health`` reads it with
+    one point read (called at the end of every sweep)."""
+    import logging
+
+    summary = summarize(store.list(since_ms=now - lookback_s * 1000), settings, now=now)
+    store.state_put(HEALTH_KIND, HEALTH_KEY, summary, ttl_s=lookback_s)
+    if summary["past_deadline"] or summary["undelivered"]:
+        logging.getLogger(__name__).warning(
+            "lifecycle: %d decision(s) past their deadline (%s), %d notification(s) undelivered (%s)",
+            summary["past_deadline"], ", ".join(summary["stuck_keys"]) or "-", summary["undelivered"],
+            ", ".join(summary["undelivered_keys"]) or "-")
+    return summary
+
+
+def health_verdict(summary: dict[str, Any] | None, *, now: int) -> tuple[bool, str]:
+    """(healthy, why) from the sweep's last summary: unhealthy when a decision is past its
+    deadline, a notification is undelivered, or the sweep itself has not run for a while."""
+    if summary is None:
+        return True, "no sweep summary yet"
+    age_s = (now - int(summary.get("at") or 0)) // 1000
+    if age_s > 2 * SWEEP_GRACE_S:
+        return False, f"the sweep has not run for {age_s} s"
+    if summary.get("past_deadline"):
+        return False, f"{summary['past_deadline']} decision(s) past their deadline"
+    if summary.get("undelivered"):
+        return False, f"{summary['undelivered']} notification(s) undelivered"
+    return True, "every decision is moving on"
+
+
+def lifecycle_health(settings: Settings, *, now: int | None = None) -> tuple[bool, dict[str, Any]]:
+    """(healthy, counts) for ``GET /api/health``: one point read of the summary the last sweep
+    kept. No decision key or host name is returned (the endpoint is anonymous)."""
+    import logging
+    import os
+    import time
+
+    from shared.store import open_store, storage_choice
+
+    now = int(time.time() * 1000) if now is None else now
+    try:
+        backend, value, _ = storage_choice(settings)
+        if backend == "sqlite" and not os.path.exists(value):
+            return True, {"verdict": "no decisions yet"}
+        options: dict[str, Any] = {} if backend == "sqlite" else {"retry_total": 1, "retry_backoff_factor": 0.2}
+        with open_store(settings, check=False, **options) as store:
+            entry = store.state_get(HEALTH_KIND, HEALTH_KEY)
+    except Exception as exc:  # noqa: BLE001 - any failure to read is itself the answer
+        logging.getLogger(__name__).error("health: the decision store cannot be read: %s", type(exc).__name__)
+        return False, {"verdict": "the decision store cannot be read"}
+    summary = entry.value if entry is not None else None
+    healthy, why = health_verdict(summary, now=now)
+    counts = {k: (summary or {}).get(k, 0) for k in ("past_deadline", "retrying", "undelivered", "escalated",
+                                                       "stuck_for_s")}
+    age = (now - int(summary.get("at") or 0)) // 1000 if summary else None
+    return healthy, {"verdict": why, **counts, "summary_age_s": age}
