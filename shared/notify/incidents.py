@@ -38,7 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["KIND", "Cause", "Incident", "cause_of", "join", "solo", "get", "mark_recovered", "incident_key"]
 
 KIND = "incident"
-_MAX_JOBS = 100                 # jobs listed on an incident (the count goes on beyond)
+_MAX_JOBS = 60                  # jobs listed on an incident (the count goes on beyond): the entry stays
+                                # well under Table Storage's 64 KiB per property
 _KEEP_S = 7 * 86400             # an entry outlives its window (its generation number is carried)
 _ATTEMPTS = 25
 
@@ -174,7 +175,7 @@ def join(store: "Store", settings: "Settings", cause: Cause, *, job_id: str, job
     window_ms = int(settings.incident_window_s) * 1000
     ttl = int(settings.incident_window_s) + _KEEP_S
     job_id = str(job_id or "nojob")
-    member = {"name": str(job_name or "")[:120], "run_id": int(run_id or 0), "decision_key": str(decision_key)[:100],
+    member = {"name": str(job_name or "")[:80], "run_id": int(run_id or 0), "decision_key": str(decision_key)[:60],
               "action": str(action), "at": int(now_ms), "recovered": False}
     for _ in range(_ATTEMPTS):
         entry = store.state_get(KIND, cause.key)
