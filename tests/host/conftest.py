@@ -61,6 +61,7 @@ def app_env(azurite, fake_databricks, monkeypatch):
         "TRIAGE_WEBHOOK_USERNAME": WEBHOOK_USER,
         "TRIAGE_WEBHOOK_PASSWORD": WEBHOOK_PASSWORD,
         "TRIAGE_FEEDBACK_SIGNING_KEY": SIGNING_KEY,
+        "TRIAGE_PUBLIC_BASE_URL": "http://localhost:7071",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

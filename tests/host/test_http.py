@@ -4,14 +4,18 @@ requests encoded as the host encodes them (lower-case header names, body bytes, 
 import json
 import random
 import time
+from html.parser import HTMLParser
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import pytest
 
 pytest.importorskip("azure_functions_runtime", reason="the Functions Python worker library needs Python 3.13+ "
                     "(make test runs tests/host in .venv-worker)")
 
-from tests.host.conftest import FUNCTION_KEY, SIGNING_KEY, WEBHOOK_PASSWORD, basic
+from shared.config import Settings
+from shared.store import open_store
 from tests.helpers import corpus_doc
+from tests.host.conftest import FUNCTION_KEY, SIGNING_KEY, WEBHOOK_PASSWORD, basic
 
 WEBHOOK = "/api/databricks/webhook"
 
@@ -197,16 +201,58 @@ def test_feedback_post_bad_input_is_a_4xx(host, app_env, raw, status):
     assert resp.json()["error"]
 
 
-def test_feedback_link_records_the_verdict_from_the_route_token(host, app_env, azurite, fake_databricks):
-    from shared.signing import key_from_secret, make_token
+class _Forms(HTMLParser):
+    """The forms of a page: (action, {hidden input name: value})."""
 
-    key, _ = _decide(host, app_env, azurite, fake_databricks)
-    token = make_token(key_from_secret(SIGNING_KEY), key, "correct", expires_at=int(time.time()) + 3600)
-    resp = host.http("GET", f"/api/feedback/{token}")          # anonymous: the token is the credential
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self.forms.append((attrs.get("action") or "", {}))
+        elif tag == "input" and self.forms and attrs.get("name"):
+            self.forms[-1][1][attrs["name"]] = attrs.get("value") or ""
+
+
+def _email_link(app_env, decision_key, job_id, verdict):
+    """The path of the link the app puts in its emails for this decision (``shared.notify``)."""
+    import shared.notify as notify
+    from shared.signing import key_from_secret
+
+    settings = Settings.from_env(app_env)
+    key = key_from_secret(SIGNING_KEY)
+    if hasattr(notify, "decision_links"):            # links bound to the decision's job and workspace
+        with open_store(settings) as store:
+            record = store.get(decision_key, job_id)
+        links = notify.decision_links(settings, key, record, now=time.time())
+    else:
+        links = notify.feedback_links(settings, key, decision_key, now=time.time())
+    return urlsplit(links[verdict]).path
+
+
+def test_feedback_link_records_the_verdict_from_the_route_token(host, app_env, azurite, fake_databricks):
+    """A signed link from an email, as a browser follows it through the host: GET the page (the
+    token is a route value); where the page is a confirmation form, submit it as a browser does
+    (form-encoded POST to its action). Either way the verdict ends up on the decision."""
+    key, job_id = _decide(host, app_env, azurite, fake_databricks)
+    link = _email_link(app_env, key, job_id, "correct")
+    token = link.rsplit("/", 1)[1]
+    resp = host.http("GET", link)                    # anonymous: the token is the credential
     assert resp.status == 200, resp.body
     assert resp.header("Content-Type").startswith("text/html") and key in resp.body.decode()
-    again = host.http("GET", f"/api/feedback/{token}")
-    assert again.status == 200 and "already recorded" in again.body.decode()
+    forms = _Forms()
+    forms.feed(resp.body.decode())
+    for action, fields in forms.forms:
+        target = urljoin("http://localhost:7071" + link, action)
+        answer = host.http("POST", urlsplit(target).path, body=urlencode(fields),
+                           headers={"Content-Type": "application/x-www-form-urlencoded",
+                                    "Origin": "http://localhost:7071"})
+        assert answer.status == 200, answer.body
+    with open_store(Settings.from_env(app_env)) as store:
+        record = store.get(key, job_id)
+    assert (record.feedback or {}).get("verdict") == "correct"
     forged = host.http("GET", f"/api/feedback/{token[:-4]}AAAA")
     assert forged.status == 400
     assert_no_secret_in_logs(host, app_env)
