@@ -242,3 +242,22 @@ def test_tasks_that_start_at_once_get_the_job_put_back_without_waiting_for_the_s
     assert [w.endpoint for w in fake_databricks.writes] == ["update", "runs/repair", "update"]
     assert fake_databricks.job(77)["settings"] == before and pending_restores(store, client.host) == {}
     assert fake_databricks.repairs[0]["job_clusters"][0]["new_cluster"]["num_workers"] == 8
+
+
+def test_the_pending_restore_survives_a_crash_on_each_store_backend(fake_databricks, client, learning_store):
+    """The pending restore lives in the store (SQLite and Table Storage): a process that dies after
+    jobs/update leaves it, and a sweep on a fresh process puts the job back."""
+    doc = tagged_job()
+    fake_databricks.load(doc)
+    before = fake_databricks.job(77)["settings"]
+    plan = plan_action(parse_snapshot(doc), resize(), cfg(), now_ms=0)
+
+    def dies(client, body):
+        raise Crash()
+
+    with pytest.raises(Crash):
+        execute_in_place(plan.requests, plan.restore, client, learning_store, send_repair=dies, now_s=NOW_S)
+    assert pending_restores(learning_store, client.host)["77"]["state"] == "updating"
+    [outcome] = restore_due(client, learning_store, now_s=NOW_S + STALE_UPDATING_S + 1)
+    assert outcome["status"] == "restored" and fake_databricks.job(77)["settings"] == before
+    assert pending_restores(learning_store, client.host) == {}
