@@ -17,7 +17,8 @@ invariants of the design doc are kept:
 5. IGNORE only for CANCELED or an explicit job tag (``triage.ignore=true``).
 Also: a fingerprint whose automatic retries kept failing is escalated instead of retried, and
 a wrong retry costs one run at most: when our own retry of a lineage failed again the same way
-(same fingerprint, or the same top evidence), it is not retried again (``RetriedAttempt``).
+(same fingerprint, the same top evidence, or the same category), it is not retried again
+(``RetriedAttempt``).
 """
 
 from __future__ import annotations
@@ -106,6 +107,10 @@ def same_failure(decision: Decision, previous: RetriedAttempt | None) -> str:
     top = decision.evidence[0] if decision.evidence else ""
     if top and top == previous.top_evidence and decision.category.value == previous.category:
         return f"same evidence ({top})"
+    if decision.category.value == previous.category:
+        # The rerun got no further than the same kind of failure (a stand-in or a platform may word
+        # it differently): it was not transient for this job.
+        return f"{previous.category} again"
     return ""
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from shared.redact import redact
 
-__all__ = ["RootCause", "extract", "MAX_ANALYSED", "MAX_EXCERPT"]
+__all__ = ["RootCause", "extract", "root_line", "MAX_ANALYSED", "MAX_EXCERPT"]
 
 MAX_ANALYSED = 64_000      # characters of text the rules look at
 MAX_EXCERPT = 2_000        # characters of the excerpt shown to people (and the LLM)
@@ -191,3 +191,19 @@ _CONNECTORS = frozenset({
     "The above exception was the direct cause of the following exception:",
     "During handling of the above exception, another exception occurred:",
 })
+
+
+_URL_ONLY = re.compile(r"(?:https?|dbfs|abfss?|s3a?|gs)://\S+")
+_LETTERS = re.compile(r"[A-Za-z]")
+
+
+def root_line(excerpt: str, limit: int = 160) -> str:
+    """The root cause in one line: the first line of an excerpt that says something — the line the
+    email's ROOT CAUSE block shows first (the deepest cause, error class or exception). Lines of
+    bare punctuation (``},``) and bare links are passed over."""
+    for line in (excerpt or "").splitlines():
+        s = line.strip()
+        if len(_LETTERS.findall(s)) < 3 or _URL_ONLY.fullmatch(s):
+            continue
+        return s if len(s) <= limit else s[: limit - 1] + "…"
+    return ""

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable
 
+from shared.decide.rootcause import root_line
 from shared.models import Action, Category
 from shared.store import DecisionRecord
 
@@ -172,7 +173,7 @@ def build_report(records: Iterable[DecisionRecord], *, since_ms: int, until_ms: 
             f["decisions"] += 1
             f["jobs"].add(r.job_id)
             if r.created_at >= f["last_ms"]:
-                f["last_ms"], f["excerpt"], f["category"] = r.created_at, _last_line(r.excerpt), cat
+                f["last_ms"], f["excerpt"], f["category"] = r.created_at, root_line(r.excerpt), cat
     rows = sorted(groups.values(), key=lambda x: (_order(x.category), _action_order(x.action)))
     categories = sorted(cats.values(), key=lambda x: _order(x.category))
     top_jobs = sorted(jobs.values(), key=lambda j: (-j["decisions"], str(j["job_id"])))[:TOP_N]
@@ -206,12 +207,6 @@ def _open_work_line(report: Report) -> str:
         return ""
     return (f"Not done yet: {w.get('retrying', 0)} action(s) retrying, {w.get('undelivered', 0)} notification(s) "
             f"undelivered; {w.get('escalated', 0)} decision(s) escalated to a person")
-
-
-def _last_line(excerpt: str, limit: int = 160) -> str:
-    lines = [ln.strip() for ln in (excerpt or "").splitlines() if ln.strip()]
-    text = lines[-1] if lines else ""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def load_report(store: Store, *, since_s: int, now_ms: int | None = None) -> Report:

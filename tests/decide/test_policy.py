@@ -142,3 +142,12 @@ def test_enforce_retry_that_failed_differently_is_retried_again():
     prev = RetriedAttempt("1001-0", "another-fingerprint", "TIMEOUT", "exception TimeoutException", "timed out")
     assert same_failure(d, prev) == ""
     assert enforce(d, snap, c, S, retried=prev).action is Action.RETRY
+
+
+def test_enforce_same_category_after_our_retry_is_not_retried_again():
+    # Worded differently (another host, another stage), but the rerun failed the same kind of way.
+    snap = make_snapshot(NETWORK_ERR)
+    c, d = _with_fp(snap)
+    prev = RetriedAttempt("1001-0", "another-fingerprint", "NETWORK", "text 'Connection refused'", "refused")
+    assert same_failure(d, prev) == "NETWORK again"
+    assert enforce(d, snap, c, S, retried=prev).action is Action.SEND_EMAIL
