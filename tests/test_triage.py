@@ -91,12 +91,14 @@ def test_triage_same_run_twice_does_not_write_twice(fake_databricks, client, sto
     # The run is running again (its repair): nothing is decided about an attempt that has not failed.
     assert second.skipped and second.record is None and "repair in progress" in second.message
     assert len(fake_databricks.requests_to("runs/repair")) == 1
-    # When the repaired attempt fails in turn, that is a new decision about attempt 1.
+    # When the repaired attempt fails in turn, that is a new decision about attempt 1 — and since our
+    # retry failed the same kind of way (NETWORK again), it goes to the owner instead of a second repair.
     fake_databricks.finish_run(run_id, "FAILED", "Connection reset")
     third = triage_run(run_id, s, client=client, store=store, act_now=True)
     assert third.record.decision_key == f"{run_id}-1" and third.acted
-    assert len(fake_databricks.requests_to("runs/repair")) == 2
-    assert store.retries(str(run_id)) == 2
+    assert third.record.action == "SEND_EMAIL" and "retried once; it failed the same way" in third.record.reason
+    assert len(fake_databricks.requests_to("runs/repair")) == 1
+    assert store.retries(str(run_id)) == 1
 
 
 def test_triage_concurrent_deliveries_act_once(fake_databricks, fake_databricks_env, store, tmp_path):
