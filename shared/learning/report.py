@@ -322,8 +322,7 @@ def _svg_category_actions(report: Report) -> str:
     label_w, bar_w, row_h = 140, 420, 22
     height = row_h * len(cats) + 40
     legend_w = label_w + sum(14 + 8 * len(a) + 16 for a in actions)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{max(label_w + bar_w + 60, legend_w)}" height="{height}" '
-             f'role="img" aria-label="Decisions per category and action">']
+    parts = [_svg_open(max(label_w + bar_w + 60, legend_w), height, "Decisions per category and action")]
     for i, c in enumerate(cats):
         y = 10 + i * row_h
         parts.append(f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end" class="lbl">{_e(c.category)}</text>')
@@ -356,8 +355,7 @@ def _svg_rates(report: Report) -> str:
         return '<p class="muted">No acted retries with a known outcome in this period.</p>'
     label_w, bar_w, row_h = 140, 360, 22
     height = row_h * len(cats) + 20
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 120}" height="{height}" '
-             f'role="img" aria-label="Retry success rate per category">']
+    parts = [_svg_open(label_w + bar_w + 120, height, "Retry success rate per category")]
     for i, c in enumerate(cats):
         y = 10 + i * row_h
         rate = c.retry_success_rate or 0.0
@@ -371,36 +369,56 @@ def _svg_rates(report: Report) -> str:
     return "".join(parts)
 
 
+MAX_CHART_DAYS = 92
+
+
+def _svg_open(width: float, height: float, label: str) -> str:
+    """An <svg> that scales down to its container (a phone) and never grows past its drawn size."""
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:g} {height:g}" width="100%" '
+            f'style="max-width:{width:g}px;height:auto" preserveAspectRatio="xMinYMin meet" role="img" '
+            f'aria-label="{_e(label)}">')
+
+
 def _svg_days(report: Report) -> str:
-    """Vertical bars: decisions per day."""
-    days = report.per_day[-92:]
+    """Vertical bars: decisions per day (the last MAX_CHART_DAYS days, said so when the period is
+    longer). A date label sits under the bar of its day, every few bars."""
+    days = report.per_day[-MAX_CHART_DAYS:]
     if not days:
         return ""
     biggest = max(n for _, n in days) or 1
-    bar, gap, chart_h = 12, 3, 120
-    width = max(len(days) * (bar + gap) + 50, 240)  # room for the first and last dates side by side
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{chart_h + 40}" role="img" '
-             f'aria-label="Decisions per day">']
+    bar, gap, chart_h, left, label_w = 12, 3, 120, 40, 66
+    step = -(-label_w // (bar + gap))                      # bars per label, so labels never overlap
+    width = left + len(days) * (bar + gap) + label_w
+    labelled = list(range(0, len(days), step))
+    if labelled[-1] != len(days) - 1 and len(labelled) > 1:
+        labelled[-1] = len(days) - 1                       # the last day rather than the label before it
+    parts = [_svg_open(width, chart_h + 40, "Decisions per day")]
     for i, (day, n) in enumerate(days):
         h = chart_h * n / biggest
-        x = 40 + i * (bar + gap)
+        x = left + i * (bar + gap)
         parts.append(f'<rect x="{x}" y="{10 + chart_h - h:.1f}" width="{bar}" height="{h:.1f}" fill="#1565c0">'
                      f'<title>{_e(day)}: {n}</title></rect>')
-    parts.append(f'<text x="34" y="18" text-anchor="end" class="num">{biggest}</text>')
-    parts.append(f'<text x="34" y="{10 + chart_h}" text-anchor="end" class="num">0</text>')
-    parts.append(f'<text x="40" y="{chart_h + 30}" class="lbl">{_e(days[0][0])}</text>')
-    parts.append(f'<text x="{width - 10}" y="{chart_h + 30}" text-anchor="end" class="lbl">{_e(days[-1][0])}</text>')
+        if i in labelled:
+            parts.append(f'<line x1="{x + bar / 2:g}" y1="{12 + chart_h}" x2="{x + bar / 2:g}" y2="{16 + chart_h}" '
+                         f'stroke="#57606a"></line>'
+                         f'<text x="{x}" y="{chart_h + 30}" class="lbl">{_e(day)}</text>')
+    parts.append(f'<text x="{left - 6}" y="18" text-anchor="end" class="num">{biggest}</text>')
+    parts.append(f'<text x="{left - 6}" y="{10 + chart_h}" text-anchor="end" class="num">0</text>')
     parts.append("</svg>")
+    if len(report.per_day) > MAX_CHART_DAYS:
+        parts.append(f'<p class="muted">The chart shows the last {MAX_CHART_DAYS} of the period\'s '
+                     f'{len(report.per_day)} days; the tables cover all of them.</p>')
     return "".join(parts)
 
 
 def _html_table(headers: list[str], rows: list[list[str]], strong: frozenset[int] | set[int] = frozenset()) -> str:
+    """A table in a box that scrolls sideways on a narrow screen instead of clipping."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = []
     for i, r in enumerate(rows):
         cls = ' class="sub"' if i in strong else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 _CSS = (
@@ -412,6 +430,8 @@ _CSS = (
     "td:nth-child(n+3){font-variant-numeric:tabular-nums}"
     ".lbl{font-size:11px;fill:#1f2328}.num{font-size:11px;fill:#57606a}.muted{color:#57606a}"
     "code{font-size:.85em}"
+    ".scroll{overflow-x:auto;max-width:100%}svg{display:block}"
+    "@media (max-width:600px){body{margin:.75rem}th,td{padding:.25rem .4rem}}"
 )
 
 

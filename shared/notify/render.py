@@ -133,6 +133,50 @@ def _one_line(text: str, limit: int) -> str:
     return t if len(t) <= limit else t[: limit - 1] + "…"
 
 
+_ERROR_CLASS = re.compile(r"\[[A-Z][A-Z0-9_.]{2,}\]")
+_ERRORISH = re.compile(r"(?:Exception|Error|error|failed|denied|refused|not found|does not exist)")
+_INNERMOST = re.compile(r"(?<![\w.])(?:[\w$]+\.)*[\w$]*(?:Exception|Error): ")
+_LOG_PREFIX = re.compile(r"^(?:\[[0-9T:.\-Z ]{10,}\]\s*)+")
+
+
+def _cause_line(excerpt: str, limit: int = 300) -> str:
+    """The line of a root-cause excerpt that names the failure: the first with an error class
+    (``[INSUFFICIENT_PERMISSIONS] ...``), else the first that reads like an error, else the last."""
+    lines = [_LOG_PREFIX.sub("", ln).strip() for ln in (excerpt or "").splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("at ", "\tat ", "==", "File \""))]
+    if not lines:
+        return ""
+    index = next((i for i, ln in enumerate(lines) if _ERROR_CLASS.search(ln)), None)
+    if index is None:
+        index = next((i for i, ln in enumerate(lines) if _ERRORISH.search(ln)), len(lines) - 1)
+    chosen = lines[index]
+    if len(chosen) > 160:        # a wrapped chain: start at the innermost exception
+        starts = [m.start() for m in _INNERMOST.finditer(chosen)]
+        if starts:
+            chosen = chosen[starts[-1]:]
+    if chosen.endswith(":") and index + 1 < len(lines):   # "Insufficient privileges:" + the detail
+        chosen = f"{chosen} {lines[index + 1]}"
+    return _one_line(chosen.lstrip(": "), limit)
+
+
+def _run_url(template: str, run_id: str) -> str:
+    """The page of another run of the same job, from a run's page URL (``.../run/<id>`` or
+    ``.../runs/<id>``); '' when the URL has no run id to replace."""
+    m = re.search(r"(/runs?/)(\d+)(\D*)$", template or "")
+    return _safe_url(template[: m.start(2)] + str(run_id) + m.group(3)) if m and str(run_id).isdigit() else ""
+
+
+def _unique(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        key = " ".join(item.lower().split())
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
 @dataclass(frozen=True)
 class _Task:
     key: str
@@ -179,6 +223,8 @@ class _View:
     owner_line: str
     why_you: str
     outage: str = ""          # how many other jobs fail the same way (shared.notify.incidents)
+    cause: str = ""           # the one line of the error that says what went wrong (first card)
+    attempts: tuple[tuple[str, str], ...] = ()   # earlier attempts of the lineage: (label, url or '')
 
 
 def render_email(
@@ -273,6 +319,18 @@ def _build_view(snapshot: "Snapshot", decision: Decision, record: "DecisionRecor
         when = _fmt_ms(r.get("start_time"))
         repairs.append(_one_line(clean(f"{label}{' at ' + when if when else ''}: {result or 'unknown'}", 200), 160))
 
+    run_url = _safe_url(snapshot.run_page_url)
+    attempts: list[tuple[str, str]] = []
+    lineage = str(record.lineage or "")
+    if lineage and lineage != str(snapshot.run_id) and lineage.isdigit():
+        attempts.append((f"original run {lineage}", _run_url(run_url, lineage)))
+    for r in snapshot.repair_history[-10:]:
+        if str(r.get("type") or "") == "ORIGINAL":
+            continue
+        when = _fmt_ms(r.get("start_time"))
+        attempts.append((_one_line(clean(f"repair {r.get('id') or ''}".strip() + (f" at {when}" if when else ""),
+                                         120), 120), run_url))
+
     owner_line = ""
     if action is Action.ESCALATE:
         owner = _owner_recipients(snapshot, settings)
@@ -309,7 +367,7 @@ def _build_view(snapshot: "Snapshot", decision: Decision, record: "DecisionRecor
         confidence=f"{float(decision.confidence):.0%}",
         decided_by=_one_line(clean(decision.decided_by, 40), 40),
         reason=clean(decision.reason, 1000),
-        evidence=tuple(_one_line(clean(e, 200), 200) for e in list(decision.evidence)[:5]),
+        evidence=tuple(_unique([_one_line(clean(e, 200), 200) for e in decision.evidence])[:5]),
         notes=tuple(_one_line(clean(n, 300), 300) for n in list(decision.notes)[:5]),
         excerpt=clean(decision.excerpt or record.excerpt, _MAX_EXCERPT),
         fix=fix,
@@ -325,11 +383,14 @@ def _build_view(snapshot: "Snapshot", decision: Decision, record: "DecisionRecor
         owner_line=owner_line,
         why_you=(f"You receive this as {recipients.source}." if recipients.source else ""),
         outage=clean(others, 2000),
+        cause=_cause_line(clean(decision.excerpt or record.excerpt, _MAX_EXCERPT)),
+        attempts=tuple(attempts),
     )
 
 
 _CSS_BOX = "border:1px solid #d0d7de;border-radius:6px;padding:12px 16px;margin:12px 0;"
 _CSS_H2 = "font-size:15px;margin:0 0 8px 0;color:#24292f;"
+_CSS_CODE = "font-family:Consolas,Menlo,monospace;font-size:12px;background:#f6f8fa;padding:1px 4px;border-radius:3px;"
 _CSS_PRE = ("white-space:pre-wrap;word-break:break-word;font-family:Consolas,Menlo,monospace;font-size:12px;"
             "background:#f6f8fa;padding:8px;border-radius:4px;margin:0;")
 
@@ -343,13 +404,18 @@ def _render_html(v: _View) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(v.subject)}</title></head>")
     add('<body style="font-family:Segoe UI,Helvetica,Arial,sans-serif;font-size:14px;color:#24292f;'
-        'max-width:760px;margin:0 auto;padding:16px;">')
+        'max-width:760px;margin:0 auto;padding:16px;overflow-wrap:anywhere;word-wrap:break-word;">')
     add(f'<h1 style="font-size:18px;margin:0 0 4px 0;">{_e(v.job_name)} failed: '
         f'<span style="color:{color};">{_e(v.category)}</span></h1>')
     add(f'<p style="margin:4px 0 12px 0;font-weight:600;">{_e(v.headline)}</p>')
     add(f'<div style="{_CSS_BOX}background:#fff8c5;"><h2 style="{_CSS_H2}">What to do</h2>'
-        f'<p style="margin:0;">{_e(v.todo)}</p>'
-        f'<p style="margin:8px 0 0 0;"><b>Suggested fix:</b> {_e(v.fix)}</p>')
+        f'<p style="margin:0;">{_e(v.todo)}</p>')
+    if v.cause:
+        add(f'<p style="margin:8px 0 0 0;"><b>Cause:</b> <code style="{_CSS_CODE}">{_e(v.cause)}</code></p>')
+    add(f'<p style="margin:8px 0 0 0;"><b>Suggested fix:</b> {_e(v.fix)}</p>')
+    if v.attempts and v.action == Action.ESCALATE.value:
+        add('<p style="margin:8px 0 0 0;"><b>Earlier attempts:</b> ' + ", ".join(
+            f'<a href="{_e(url)}">{_e(label)}</a>' if url else _e(label) for label, url in v.attempts) + "</p>")
     if v.outage:
         add(f'<p style="margin:8px 0 0 0;font-weight:600;">{_e(v.outage)}</p>')
     if v.owner_line:
@@ -359,7 +425,7 @@ def _render_html(v: _View) -> str:
     add("</div>")
 
     add(f'<div style="{_CSS_BOX}"><h2 style="{_CSS_H2}">What failed</h2>'
-        '<table style="border-collapse:collapse;font-size:14px;">')
+        '<table style="border-collapse:collapse;font-size:14px;width:100%;table-layout:fixed;">')
     rows = [("Job", f"{v.job_name}" + (f" (id {v.job_id})" if v.job_id else "")),
             ("Run", v.run_id), ("Workspace", v.workspace), ("Ended", v.ended)]
     for label, value in rows:
@@ -367,7 +433,8 @@ def _render_html(v: _View) -> str:
             cell = _e(value)
             if label == "Run" and v.run_url:
                 cell = f'<a href="{_e(v.run_url)}">{_e(value)}</a>'
-            add(f'<tr><td style="padding:2px 12px 2px 0;color:#57606a;">{_e(label)}</td><td>{cell}</td></tr>')
+            add(f'<tr><td style="padding:2px 12px 2px 0;color:#57606a;width:88px;vertical-align:top;">{_e(label)}'
+                f'</td><td style="overflow-wrap:anywhere;word-break:break-all;">{cell}</td></tr>')
     add("</table>")
     if v.tasks:
         add('<p style="margin:8px 0 4px 0;color:#57606a;">Failed tasks</p><ul style="margin:0;padding-left:20px;">')
@@ -402,6 +469,9 @@ def _render_html(v: _View) -> str:
     if v.repairs:
         add('<ul style="margin:6px 0 0 0;padding-left:20px;">' + "".join(f"<li>{_e(r)}</li>" for r in v.repairs)
             + "</ul>")
+    if v.attempts and v.action != Action.ESCALATE.value:
+        add('<p style="margin:6px 0 0 0;">Earlier attempts: ' + ", ".join(
+            f'<a href="{_e(url)}">{_e(label)}</a>' if url else _e(label) for label, url in v.attempts) + "</p>")
     if v.similar:
         add(f'<p style="margin:6px 0 0 0;font-weight:600;">{_e(v.similar)}</p>')
     if v.window_note:
@@ -428,7 +498,12 @@ def _render_html(v: _View) -> str:
 
 
 def _render_text(v: _View) -> str:
-    lines = [f"{v.job_name} failed: {v.category}", v.headline, "", "WHAT TO DO", v.todo, f"Suggested fix: {v.fix}"]
+    lines = [f"{v.job_name} failed: {v.category}", v.headline, "", "WHAT TO DO", v.todo]
+    if v.cause:
+        lines.append(f"Cause: {v.cause}")
+    lines.append(f"Suggested fix: {v.fix}")
+    if v.attempts:
+        lines.append("Earlier attempts: " + ", ".join(f"{label} {url}".strip() for label, url in v.attempts))
     if v.outage:
         lines.append(v.outage)
     if v.owner_line:

@@ -228,3 +228,50 @@ def test_report_says_what_is_not_done_yet(learning_store):
     assert "Not done yet: 1 action(s) retrying, 1 notification(s) undelivered; 1 decision(s) escalated" in text
     quiet = build_report(recs[3:], since_ms=now - DAY_MS, until_ms=now)
     assert "Not done yet" not in render_text(quiet)
+
+
+# --- the HTML report on any screen ----------------------------------------------------------------
+
+def _day_chart(html_text: str) -> str:
+    start = html_text.rindex("<svg ", 0, html_text.index('aria-label="Decisions per day"'))
+    return html_text[start:html_text.index("</svg>", start)]
+
+
+@pytest.mark.parametrize("days", [1, 3, 7, 30, 92])
+def test_day_chart_labels_sit_under_their_own_bars(days):
+    import re
+
+    from shared.learning.report import build_report, render_html
+    from shared.store import DecisionRecord
+
+    day_ms = 86_400_000
+    since = 1_700_000_000_000 - 1_700_000_000_000 % day_ms
+    records = [DecisionRecord(decision_key=f"{i}-0", job_id="1", run_id=i, category="NETWORK", action="RETRY",
+                              created_at=since + i * day_ms + 3600_000) for i in range(days)]
+    chart = _day_chart(render_html(build_report(records, since_ms=since, until_ms=since + days * day_ms)))
+    bars = {day: float(x) for x, day in re.findall(r'<rect x="([\d.]+)"[^>]*><title>([\d-]+): \d+</title>', chart)}
+    labels = [(float(x), day) for x, day in re.findall(r'<text x="([\d.]+)" y="\d+" class="lbl">([\d-]+)</text>',
+                                                          chart)]
+    assert len(bars) == days and labels
+    assert all(bars[day] == x for x, day in labels), (labels, bars)
+    assert labels[0][1] == min(bars)
+    if days >= 9:
+        assert labels[-1][1] == max(bars)                      # the last day is named under its bar
+    xs = [x for x, _ in labels]
+    assert all(b - a >= 66 for a, b in zip(xs, xs[1:]))        # labels never overlap
+    assert 'viewBox="0 0 ' in chart and 'width="100%"' in chart
+
+
+def test_long_periods_are_noted_and_tables_scroll_on_a_phone():
+    from shared.learning.report import build_report, render_html
+    from shared.store import DecisionRecord
+
+    day_ms = 86_400_000
+    since = 1_700_000_000_000 - 1_700_000_000_000 % day_ms
+    records = [DecisionRecord(decision_key=f"{i}-0", job_id="1", run_id=i, category="CODE", action="SEND_EMAIL",
+                              created_at=since + i * day_ms) for i in range(0, 120, 7)]
+    page = render_html(build_report(records, since_ms=since, until_ms=since + 120 * day_ms))
+    assert "The chart shows the last 92 of the period's 120 days" in page
+    assert page.count("<table>") == page.count('<div class="scroll"><table>') >= 3
+    assert ".scroll{overflow-x:auto" in page
+    assert page.count("<svg ") == page.count('width="100%"') == page.count("viewBox=") >= 2

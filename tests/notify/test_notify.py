@@ -495,3 +495,60 @@ def test_owner_emails_say_how_many_other_jobs_fail_the_same_way(acs, store, cloc
     assert "other job" not in acs.accepted[0].text
     assert "1 other job fails the same way (the same PERMISSION failure): orders-0." in acs.accepted[1].text
     assert "2 other jobs fail the same way" in acs.accepted[2].text and "orders-0, orders-1" in acs.accepted[2].html
+
+
+# --- what a person on a phone sees first --------------------------------------------------------
+
+def _first_card(page: str) -> str:
+    start = page.index(">What to do</h2>")
+    return page[start:page.index("</div>", start)]
+
+
+def test_render_email_puts_the_cause_in_the_first_card_and_the_evidence_once(acs):
+    settings = Settings.from_env(_env(acs))
+    snap = _snapshot()
+    decision = Decision(
+        category=Category.PERMISSION, action=Action.SEND_EMAIL, confidence=0.97, decided_by="rules", reason="r",
+        excerpt="[2026-05-29T02:36:11.589Z] AnalysisException: [INSUFFICIENT_PERMISSIONS] Insufficient privileges:\n"
+                "User does not have USE CATALOG on Catalog 'sales'. SQLSTATE: 42501\n\tat org.apache.X(X.scala:1)",
+        failed_tasks=("publish",), fingerprint="fp",
+        evidence=("error class INSUFFICIENT_PERMISSIONS", "SQLSTATE 42501", "exception AnalysisException",
+                  "SQLSTATE 42501"))
+    email = render_email(snap, decision, _record(snap, decision, settings), settings=settings, links={}, now=T0)
+    cause = ("AnalysisException: [INSUFFICIENT_PERMISSIONS] Insufficient privileges: User does not have USE CATALOG "
+             "on Catalog 'sales'. SQLSTATE: 42501")
+    assert html.escape(cause, quote=True) in _first_card(email.html)
+    assert email.text.splitlines()[5] == f"Cause: {cause}"           # right after what to do
+    assert email.text.count("SQLSTATE 42501") == 1 and email.html.count("SQLSTATE 42501") == 1
+
+
+def test_render_email_long_hosts_wrap(acs):
+    settings = Settings.from_env(_env(acs))
+    doc = copy.deepcopy(corpus_doc("dev-001"))
+    doc["workspace_host"] = "https://adb-" + "1234567890" * 6 + ".17.azuredatabricks.net"
+    snap = parse_snapshot(doc)
+    decision = _decision()
+    page = render_email(snap, decision, _record(snap, decision, settings), settings=settings, links={}, now=T0).html
+    row = page[page.index(">Workspace</td>"):]
+    assert row.startswith(">Workspace</td><td style=\"overflow-wrap:anywhere;word-break:break-all;\">")
+    assert "overflow-wrap:anywhere" in page[:page.index("<h1")]          # the whole body wraps long words
+
+
+def test_render_email_escalation_links_the_earlier_attempts(acs):
+    settings = Settings.from_env(_env(acs))
+    repairs = [{"type": "ORIGINAL", "start_time": int(T0 * 1000), "state": {"result_state": "FAILED"}},
+               {"type": "REPAIR", "id": 77, "start_time": int(T0 * 1000) + 600_000,
+                "state": {"result_state": "FAILED"}}]
+    doc = copy.deepcopy(corpus_doc("dev-001"))
+    doc["run"]["repair_history"] = repairs
+    doc["run"]["run_id"] = 555
+    doc["run"]["run_page_url"] = "https://adb-1.1.azuredatabricks.net/?o=1#job/7/run/555"
+    snap = parse_snapshot(doc)
+    decision = _decision(action=Action.ESCALATE, category=Category.TIMEOUT, reason="retries exhausted (3 of 3)")
+    record = _record(snap, decision, settings)
+    record.lineage = "444"                         # this run is a resubmission of run 444
+    email = render_email(snap, decision, record, settings=settings, links={}, now=T0)
+    card = _first_card(email.html)
+    assert '<b>Earlier attempts:</b> <a href="https://adb-1.1.azuredatabricks.net/?o=1#job/7/run/444">original run ' \
+           '444</a>, <a href="https://adb-1.1.azuredatabricks.net/?o=1#job/7/run/555">repair 77 at ' in card
+    assert "Earlier attempts: original run 444 https://adb-1.1.azuredatabricks.net/?o=1#job/7/run/444" in email.text
