@@ -15,7 +15,14 @@ Pieces (docs/email.md has the operator's view):
   the app's identity, or ``ACS_CONNECTION_STRING`` from the secrets), with azure-core retrying
   throttling and 5xx, and the send poller bounded in time. The returned dict belongs in
   ``DecisionRecord.notification``; a failed send says ``{"status": "failed", ...}`` there and
-  ``pending_notifications(store)`` finds it again for the next sweep."""
+  ``pending_notifications(store)`` finds it again for the next sweep.
+
+Chat, paging and webhook channels (docs/channels.md): ``pagerduty``, ``teams``, ``slack`` and
+``webhook`` modules, each a ``Channel`` (``channel``) posting through the one ``ChannelClient``
+(``client``); ``RoutedNotifier`` (``routing``) tries a decision's route of channels in order
+(``TRIAGE_NOTIFY_VIA`` / ``TRIAGE_ESCALATE_VIA``, job tags by name); ``incidents`` groups failures
+of many jobs with one cause into one incident (one PagerDuty ``dedup_key``), which
+``resolve_recovered`` / ``recovered`` resolve when the jobs recover."""
 
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ from shared.notify.notifier import EMAIL_ACTIONS, NOTIFY_STATUSES, Email, Notifi
 from shared.notify.recipients import recipients_for
 from shared.notify.render import render_email, feedback_links, default_fix
 from shared.notify.acs_email import EmailNotifier, pending_notifications
+from shared.notify.routing import RoutedNotifier, build_channels, recovered, resolve_recovered
 
 __all__ = [
     "Email",
@@ -37,5 +45,9 @@ __all__ = [
     "render_email",
     "feedback_links",
     "default_fix",
-    "pending_notifications"
+    "pending_notifications",
+    "RoutedNotifier",
+    "build_channels",
+    "recovered",
+    "resolve_recovered",
 ]

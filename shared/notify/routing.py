@@ -162,13 +162,18 @@ class RoutedNotifier:
         return out
 
     def close(self) -> None:
-        for notifier in self._channels.values():
-            close = getattr(notifier, "close", None)
+        # Each notifier, then the HTTP client the channels share (its connections).
+        from shared.notify.client import ChannelClient
+
+        clients = {id(c): c for n in self._channels.values()
+                   if isinstance(c := getattr(n, "_client", None), ChannelClient)}
+        for thing in [*self._channels.values(), *clients.values()]:
+            close = getattr(thing, "close", None)
             if callable(close):
                 try:
                     close()
                 except Exception as exc:  # noqa: BLE001 - closing is best effort
-                    _log.debug("closing %s failed: %s", type(notifier).__name__, exc)
+                    _log.debug("closing %s failed: %s", type(thing).__name__, exc)
 
 
 # --- incidents: resolve when the jobs recover -----------------------------------------------------
