@@ -451,15 +451,21 @@ def escalate(record: DecisionRecord, snapshot: Snapshot, decision: Decision, why
     log.warning("decision %s escalated: %s", record.decision_key, why)
 
 
+NOTIFY_ATTEMPTS = 5            # sends of a notification before it goes to the escalation route
+UNDELIVERED_RESEND_S = 3600    # then an undelivered notification is tried again hourly
+
+
 def notification_decision(rec: DecisionRecord) -> Decision:
-    """The decision a (re)sent notification is about: an escalated action escalates."""
+    """The decision a (re)sent notification is about: an escalated action, or a notification
+    whose own channel gave up, escalates (TRIAGE_ESCALATE_VIA / EMAIL_ESCALATION_TO)."""
     from dataclasses import replace
 
     from shared.models import Action
 
     d = decision_of_record(rec)
-    why = (rec.action_result or {}).get("escalated")
-    return replace(d, action=Action.ESCALATE, notes=[*d.notes, str(why)]) if why else d
+    result = rec.action_result or {}
+    why = [str(w) for w in (result.get("escalated"), result.get("notify_escalated")) if w]
+    return replace(d, action=Action.ESCALATE, notes=[*d.notes, *why]) if why else d
 
 
 def _owner_instead(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: Any, exc: Exception,
@@ -610,7 +616,16 @@ def retry_notifications(settings: Settings, *, client: DatabricksClient, store: 
         return []
     now = now or now_ms()
     done: list[DecisionRecord] = []
-    for rec in pending_notifications(store, since_ms=now - lookback_s * 1000, now_ms=now):
+    for rec in pending_notifications(store, since_ms=now - lookback_s * 1000, now_ms=now, max_attempts=10**6):
+        n = rec.notification or {}
+        if n.get("status") == "failed" and int(n.get("attempts") or 1) >= NOTIFY_ATTEMPTS:
+            if not (rec.action_result or {}).get("notify_escalated"):
+                # the owner's channel gave up: hand it to the escalation route (the next channels)
+                rec.action_result = {**(rec.action_result or {}), "notify_escalated": _redact(
+                    f"the notification failed {n.get('attempts')} time(s) ({n.get('error') or 'no detail'}); "
+                    "escalated so a person is told")[:1000]}
+            elif now - int(n.get("tried_at") or n.get("at") or 0) < UNDELIVERED_RESEND_S * 1000:
+                continue        # undelivered: counted by health and report, tried again hourly
         if rec.decision_key.endswith("-triage-failed"):
             snapshot = _stub_snapshot(rec.run_id, rec.workspace, rec.job_id)
         else:
@@ -620,8 +635,10 @@ def retry_notifications(settings: Settings, *, client: DatabricksClient, store: 
             except Exception as exc:  # noqa: BLE001 - one run's trouble must not stop the others
                 log.warning("cannot re-read run %s to resend its email: %s", rec.run_id, exc)
                 continue
-        rec.notification = _redact_obj(dict(notifier.notify(snapshot, notification_decision(rec), rec)))
-        delivered = "escalated" if (rec.action_result or {}).get("escalated") else "acted"
+        rec.notification = {**_redact_obj(dict(notifier.notify(snapshot, notification_decision(rec), rec))),
+                            "tried_at": now}
+        result = rec.action_result or {}
+        delivered = "escalated" if result.get("escalated") or result.get("notify_escalated") else "acted"
         rec.status = "failed" if rec.notification.get("status") == "failed" else delivered
         upd = store.update(rec)
         done.append(upd.record if upd.ok else rec)

@@ -121,10 +121,24 @@ def _basic(user, password):
 
 
 @pytest.fixture
-def app_env(azurite, fake_databricks, monkeypatch):
-    """The app's settings as the Functions host would give them: Azurite, the fake workspace."""
+def channels():
+    from tests.fakes.channel_services import ChannelServices
+
+    s = ChannelServices().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def app_env(azurite, fake_databricks, channels, monkeypatch):
+    """The app's settings as the Functions host would give them: Azurite, the fake workspace, and
+    a signed-webhook channel on loopback (act mode needs a channel that reaches a person)."""
     queue = "q" + uuid.uuid4().hex[:12]
     env = {
+        "TRIAGE_WEBHOOK_URL": channels.hook_url,
+        "TRIAGE_WEBHOOK_SECRET": channels.webhook_secret,
+        "TRIAGE_NOTIFY_VIA": "webhook",
+        "TRIAGE_ESCALATE_VIA": "webhook",
         "AzureWebJobsStorage": azurite.connection_string,
         "TRIAGE_QUEUE_NAME": queue,
         "DATABRICKS_HOST": fake_databricks.url,
@@ -201,7 +215,7 @@ def test_webhook_to_queue_to_worker_to_tables(app_env, azurite, fake_databricks)
         record = store.get(f"{run_id}-0", str(job_id))
     assert record is not None and record.category == "PERMISSION" and record.action == "SEND_EMAIL"
     assert record.workspace == fake_databricks.url and record.mode == "act"
-    assert record.notification == {"status": "not configured"}
+    assert (record.notification["status"], record.notification["channel"], record.status) == ("sent", "webhook", "acted")
     assert fake_databricks.writes == []
 
 
@@ -319,8 +333,8 @@ def test_health_reports_booleans_and_no_secrets(app_env, monkeypatch):
     assert body["status"] == "ok" and body["mode"] == "act" and body["version"]
     assert body["integrations"]["databricks"] is True and body["integrations"]["key_vault"] is True
     assert body["integrations"]["llm"] is False
-    assert body["channels"] == {"notify_via": ["email"], "escalate_via": ["email"]}
-    for name in ("AzureWebJobsStorage", "DATABRICKS_HOST", "DATABRICKS_TOKEN", "TRIAGE_WEBHOOK_PASSWORD"):
+    assert body["channels"] == {"notify_via": ["webhook"], "escalate_via": ["webhook"]}
+    for name in ("TRIAGE_WEBHOOK_URL", "AzureWebJobsStorage", "DATABRICKS_HOST", "DATABRICKS_TOKEN", "TRIAGE_WEBHOOK_PASSWORD"):
         assert app_env[name] not in text, name
     assert "vault.azure.net" not in text and "127.0.0.1" not in text
 

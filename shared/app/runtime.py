@@ -233,6 +233,17 @@ def build_notifier(settings: "Settings", secrets: "SecretProvider", *, store: "S
     return RoutedNotifier(settings, {**({"email": email} if email is not None else {}), **channels})
 
 
+def refuse_act_without_channel(settings: "Settings", notifier: Any) -> None:
+    """Act mode with no notification channel is refused: a decision that needs a person (an
+    email, an escalation, an action that failed for good) would reach nobody."""
+    from shared.notify import NullNotifier
+
+    if settings.acting and isinstance(notifier, NullNotifier):
+        raise ConfigError("TRIAGE_MODE=act needs a notification channel, so that a decision that needs a person "
+                          "reaches one: set EMAIL_SENDER with ACS_ENDPOINT (or the secret ACS_CONNECTION_STRING), "
+                          "or another channel (TRIAGE_NOTIFY_VIA / TRIAGE_ESCALATE_VIA); or keep TRIAGE_MODE=shadow")
+
+
 @dataclass
 class Runtime:
     """The objects one invocation needs. Databricks clients are built per workspace on first use.
@@ -298,6 +309,7 @@ def open_runtime(settings: "Settings", *, store: "Store | None" = None, secrets:
         store = store or build_store(settings)
         if notifier is None:
             notifier = build_notifier(settings, secrets, store=store)
+            refuse_act_without_channel(settings, notifier)
     except Exception:
         if "store" in owns and store is not None:
             store.close()

@@ -44,7 +44,9 @@ def _summary(run_id: int, out: dict[str, Any]) -> str:
 
 
 def run(args, ctx) -> int:
-    from shared.app.runtime import build_client, build_notifier, build_secrets, build_store
+    import dataclasses
+
+    from shared.app.runtime import build_client, build_notifier, build_secrets, build_store, refuse_act_without_channel
     from shared.triage import triage_run
 
     settings = ctx.settings()
@@ -54,6 +56,8 @@ def run(args, ctx) -> int:
     with build_client(settings, secrets, retry=policy) as client, build_store(settings) as store:
         ctx.progress(f"triage run {args.run_id} of {client.host} ...")
         notifier = build_notifier(settings, secrets, store=store)
+        if (args.mode or settings.mode) == "act":
+            refuse_act_without_channel(dataclasses.replace(settings, mode="act"), notifier)
         # A person at the command line has decided to act now: no back-off wait.
         result = triage_run(args.run_id, settings, client=client, store=store, notifier=notifier,
                             mode=args.mode, use_llm=not args.no_llm, act_now=True, workspace=settings.databricks_host)

@@ -40,7 +40,7 @@ from shared.notify.notifier import EMAIL_ACTIONS, Email, Similar
 from shared.notify.recipients import _ADDRESS, recipients_for
 from shared.notify.render import _MAX_ERROR, _one_line, feedback_links, render_email
 
-__all__ = ["EmailNotifier", "pending_notifications"]
+__all__ = ["EmailNotifier", "pending_notifications", "repeatability_id"]
 
 _log = logging.getLogger(__name__)
 
@@ -51,13 +51,27 @@ _WINDOW_KEEP_S = 7 * 86400          # a window entry outlives its window so its 
 # --- sending ------------------------------------------------------------------------------
 
 class _SendFailed(Exception):
+    """``reuse``: ACS may have accepted the message (the answer was lost, a 5xx, the poll timed
+    out): the next attempt repeats this request (same repeatability id and first-sent time), so
+    within ACS's 5-minute window it cannot be sent twice."""
+
     def __init__(self, error: str, *, status: int | None = None, code: str | None = None,
-                 retryable: bool = True) -> None:
+                 retryable: bool = True, reuse: bool = False) -> None:
         super().__init__(error)
         self.error = error
         self.status = status
         self.code = code
         self.retryable = retryable
+        self.reuse = reuse
+
+
+_REPEAT_NS = uuid.UUID("6f1c2a4e-5b7d-4c0e-9a3f-1d2e3f4a5b6c")
+
+
+def repeatability_id(decision_key: str, attempt: int) -> str:
+    """The ACS repeatability id (and operation id) of one send attempt, derived from the
+    decision key: a resend after a crash is the same request, not a new email."""
+    return str(uuid.uuid5(_REPEAT_NS, f"{decision_key}#{int(attempt)}"))
 
 
 class EmailNotifier:
@@ -203,20 +217,23 @@ class EmailNotifier:
             similar = Similar.from_dict(entry.value.get("similar"))
 
         outage = self._outage(snapshot, decision, record, key, now_ms)
-        attempt_id = str(uuid.uuid4())
+        attempt_id = repeatability_id(key, attempts)
+        first_sent = int(entry.value.get("first_sent") or now_ms)   # a repeated attempt renders as it first did
         base = {"to": list(rcpt.to), "recipient_source": rcpt.source, "attempts": attempts,
                 "operation_id": attempt_id}
         try:
-            links = self._links(key)
+            links = self._links(key, now=first_sent / 1000)
             email = render_email(snapshot, decision, record, settings=self._settings, links=links,
                                  recipients=rcpt, similar=similar,
                                  scrub=self._secrets.scrub if self._secrets is not None else None,
-                                 now=now_ms / 1000,
+                                 now=first_sent / 1000,
                                  others=outage_text(outage, str(record.job_id or snapshot.job_id or "nojob")))
             base["subject"] = email.subject
-            self._send(email, attempt_id)
+            self._send(email, attempt_id, first_sent_ms=first_sent)
         except _SendFailed as exc:
             result = {"status": "failed", **base, "error": exc.error, "retryable": exc.retryable, "at": now_ms}
+            if exc.reuse:
+                result["repeat"] = {"first_sent": first_sent}
             if exc.status is not None:
                 result["http_status"] = exc.status
             if exc.code:
@@ -235,7 +252,8 @@ class EmailNotifier:
     def _claim(self, key: str, now_ms: int) -> "_Claim":
         stale_ms = int((2 * self._send_timeout + 60) * 1000)
         for _ in range(10):
-            entry = self._store.state_put(_STATE_EMAIL, key, {"status": "sending", "at": now_ms, "attempts": 1},
+            entry = self._store.state_put(_STATE_EMAIL, key, {"status": "sending", "at": now_ms, "attempts": 1,
+                                                              "first_sent": now_ms},
                                           if_absent=True, ttl_s=_EMAIL_STATE_TTL_S)
             if entry is not None:
                 return _Claim(entry=entry, attempts=1, first=True)
@@ -245,9 +263,15 @@ class EmailNotifier:
             status = cur.value.get("status")
             stale = status == "sending" and now_ms - int(cur.value.get("at") or 0) > stale_ms
             if status == "failed" or stale:
-                attempts = int(cur.value.get("attempts") or 1) + 1
+                # An attempt ACS may have accepted (a crash mid-send, a lost answer) is repeated as
+                # the same request; one that surely failed is followed by a new one.
+                repeat = stale or bool(cur.value.get("repeat"))
+                attempts = int(cur.value.get("attempts") or 1) + (0 if repeat else 1)
+                first_sent = int(cur.value.get("first_sent") or now_ms) if repeat else now_ms
+                value = {k: v for k, v in cur.value.items() if k != "repeat"}
                 taken = self._store.state_put(_STATE_EMAIL, key,
-                                              {**cur.value, "status": "sending", "at": now_ms, "attempts": attempts},
+                                              {**value, "status": "sending", "at": now_ms, "attempts": attempts,
+                                               "first_sent": first_sent},
                                               etag=cur.etag, ttl_s=_EMAIL_STATE_TTL_S)
                 if taken is not None:
                     return _Claim(entry=taken, attempts=attempts, first=False)
@@ -258,6 +282,9 @@ class EmailNotifier:
     def _finish(self, key: str, entry: Any, result: Mapping[str, Any]) -> None:
         value = {k: result[k] for k in ("status", "at", "attempts", "operation_id", "error", "retryable")
                  if k in result}
+        if result.get("repeat"):
+            value["repeat"] = True
+        value["first_sent"] = entry.value.get("first_sent")
         if entry.value.get("similar"):
             value["similar"] = entry.value["similar"]
         try:
@@ -318,7 +345,7 @@ class EmailNotifier:
             return None
 
     # --- feedback links -----------------------------------------------------------------
-    def _links(self, decision_key: str) -> dict[str, str]:
+    def _links(self, decision_key: str, *, now: float | None = None) -> dict[str, str]:
         if not self._settings.public_base_url or self._secrets is None:
             return {}
         try:
@@ -327,7 +354,7 @@ class EmailNotifier:
         except (SecretError, ValueError) as exc:
             _log.warning("feedback links left out of the email: %s", exc)
             return {}
-        return feedback_links(self._settings, key, decision_key, now=self._clock())
+        return feedback_links(self._settings, key, decision_key, now=self._clock() if now is None else now)
 
     # --- ACS --------------------------------------------------------------------------------
     def _client_kwargs(self) -> dict[str, Any]:
@@ -376,7 +403,7 @@ class EmailNotifier:
                 self._client_fp = fp
             return self._client
 
-    def _send(self, email: Email, attempt_id: str) -> dict[str, Any]:
+    def _send(self, email: Email, attempt_id: str, *, first_sent_ms: int | None = None) -> dict[str, Any]:
         from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 
         client = self._email_client()
@@ -388,8 +415,10 @@ class EmailNotifier:
             "userEngagementTrackingDisabled": True,
         }
         # Repeatable requests (ACS honours these for 5 minutes): azure-core's retries of this POST
-        # after a 429/5xx cannot send the email twice.
-        headers = {"Repeatability-Request-Id": attempt_id, "Repeatability-First-Sent": formatdate(usegmt=True)}
+        # after a 429/5xx, and a repeat of this attempt after a crash, cannot send the email twice.
+        sent = (first_sent_ms / 1000) if first_sent_ms else None
+        headers = {"Repeatability-Request-Id": attempt_id,
+                   "Repeatability-First-Sent": formatdate(sent, usegmt=True)}
         try:
             poller = client.begin_send(
                 message,
@@ -407,13 +436,15 @@ class EmailNotifier:
             if status is not None and status < 300:  # the poller read a terminal "Failed"/"Canceled"
                 raise _SendFailed(_bounded(f"ACS send operation failed: {_describe(exc, with_status=False)}"),
                                   code=_code(exc), retryable=True) from exc
-            retryable = status is None or status >= 500 or status in (408, 409, 429)
-            raise _SendFailed(_bounded(_describe(exc)), status=status, code=_code(exc), retryable=retryable) from exc
+            # 412: ACS no longer tracks the first send (over 5 minutes): the next attempt is a new request.
+            retryable = status is None or status >= 500 or status in (408, 409, 412, 429)
+            raise _SendFailed(_bounded(_describe(exc)), status=status, code=_code(exc), retryable=retryable,
+                              reuse=status is None or status >= 500 or status == 409) from exc
         except AzureError as exc:
-            raise _SendFailed(_bounded(f"{type(exc).__name__}: {exc}"), retryable=True) from exc
+            raise _SendFailed(_bounded(f"{type(exc).__name__}: {exc}"), retryable=True, reuse=True) from exc
         if not poller.done():
             raise _SendFailed(f"ACS did not confirm the send within {self._send_timeout:g}s "
-                              f"(operation {attempt_id})", retryable=True)
+                              f"(operation {attempt_id})", retryable=True, reuse=True)
         status = str((result or {}).get("status") or "")
         if status.lower() != "succeeded":
             err = (result or {}).get("error") or {}

@@ -238,3 +238,56 @@ def test_health_is_503_when_the_store_cannot_be_read(tmp_path):
     status, body = health_report({**_env(tmp_path), "TRIAGE_STORAGE": conn})
     assert status == 503 and body["lifecycle"]["verdict"] == "the decision store cannot be read"
     assert str(port) not in json_dumps(body)
+
+
+# --- notifications are never dropped --------------------------------------------------------------
+
+class OwnerChannelDown:
+    """The owner's channel always fails; the escalation route delivers (or not, when ``down``)."""
+
+    def __init__(self, escalation_down=False):
+        self.calls = []
+        self.escalation_down = escalation_down
+
+    def notify(self, snapshot, decision, record):
+        self.calls.append(decision.action.value)
+        if decision.action.value == "SEND_EMAIL" or self.escalation_down:
+            return {"status": "failed", "error": "ACS answered 503", "attempts": len(self.calls), "retryable": True}
+        return {"status": "sent", "channel": "pagerduty", "attempts": 1}
+
+
+def _email_decision(fake_databricks, client, store, notifier):
+    run_id = _load(fake_databricks, "dev-015")                     # a PERMISSION failure: SEND_EMAIL
+    rec = triage_run(run_id, _settings(), client=client, store=store, notifier=notifier, act_now=True).record
+    assert rec.action == "SEND_EMAIL" and rec.status == "failed"
+    return rec
+
+
+def test_a_notification_that_keeps_failing_goes_to_the_escalation_route(fake_databricks, client, store):
+    from shared.triage import retry_notifications
+
+    notifier = OwnerChannelDown()
+    rec = _email_decision(fake_databricks, client, store, notifier)
+    now = now_ms()
+    for i in range(1, 6):
+        retry_notifications(_settings(), client=client, store=store, notifier=notifier, now=now + i * 600_000)
+    rec = store.get(rec.decision_key)
+    assert notifier.calls == ["SEND_EMAIL"] * 5 + ["ESCALATE"]
+    assert rec.status == "escalated" and rec.notification["status"] == "sent"
+    assert "the notification failed 5 time(s)" in rec.action_result["notify_escalated"]
+
+
+def test_an_undelivered_notification_is_counted_and_tried_hourly(fake_databricks, client, store):
+    from shared.triage import retry_notifications
+
+    notifier = OwnerChannelDown(escalation_down=True)
+    rec = _email_decision(fake_databricks, client, store, notifier)
+    now = now_ms()
+    for i in range(1, 13):     # a sweep every 10 minutes for two hours
+        retry_notifications(_settings(), client=client, store=store, notifier=notifier, now=now + i * 600_000)
+    # the first send and 4 resends, the escalation (at 50 min), then hourly (at 110 min): never given up
+    assert notifier.calls == ["SEND_EMAIL"] * 5 + ["ESCALATE"] * 2, notifier.calls
+    rec = store.get(rec.decision_key)
+    assert rec.status == "failed"
+    summary = summarize(store.list(), _settings(), now=now + 12 * 600_000)
+    assert summary["undelivered"] == 1 and summary["undelivered_keys"] == [rec.decision_key]

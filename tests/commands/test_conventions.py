@@ -92,7 +92,21 @@ def test_triage_prints_a_summary_or_json(fake_databricks, fake_databricks_env, t
     doc = json.loads(out)
     assert code == 0 and doc["duplicate"] is True and doc["mode"] == "shadow"
     assert "a shadow decision is never acted on later" in doc["message"]
-    code, out, _ = _run(["triage", "--run-id", str(run_id), "--mode", "act"], env)
+    # act mode with no channel to reach a person is refused, with one line
+    code, out, err = _run(["triage", "--run-id", str(run_id), "--mode", "act"], env)
+    assert code == 1 and out == ""
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert errors == [ln for ln in err.splitlines() if "error" in ln] and len(errors) == 1
+    assert errors[0].startswith("error: ConfigError: TRIAGE_MODE=act needs a notification channel")
+    from tests.fakes.channel_services import ChannelServices
+
+    channels = ChannelServices().start()
+    try:
+        hook = {"TRIAGE_WEBHOOK_URL": channels.hook_url, "TRIAGE_WEBHOOK_SECRET": channels.webhook_secret,
+                "TRIAGE_NOTIFY_VIA": "webhook", "TRIAGE_ESCALATE_VIA": "webhook"}
+        code, out, _ = _run(["triage", "--run-id", str(run_id), "--mode", "act"], {**env, **hook})
+    finally:
+        channels.stop()
     assert code == 0 and "already decided" in out and "never acted on later" in out
 
 

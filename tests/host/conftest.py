@@ -49,9 +49,23 @@ def basic(user: str = WEBHOOK_USER, password: str = WEBHOOK_PASSWORD) -> str:
 
 
 @pytest.fixture
-def app_env(azurite, fake_databricks, monkeypatch):
-    """The app settings as the host gives them to the worker: environment variables."""
+def channels():
+    from tests.fakes.channel_services import ChannelServices
+
+    s = ChannelServices().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def app_env(azurite, fake_databricks, channels, monkeypatch):
+    """The app settings as the host gives them to the worker: environment variables (act mode
+    needs a channel that reaches a person: a signed webhook on loopback)."""
     env = {
+        "TRIAGE_WEBHOOK_URL": channels.hook_url,
+        "TRIAGE_WEBHOOK_SECRET": channels.webhook_secret,
+        "TRIAGE_NOTIFY_VIA": "webhook",
+        "TRIAGE_ESCALATE_VIA": "webhook",
         "AzureWebJobsStorage": azurite.connection_string,
         "TRIAGE_QUEUE_NAME": "q" + uuid.uuid4().hex[:12],
         "TRIAGE_SWEEP_SCHEDULE": "0 */5 * * * *",

@@ -283,8 +283,75 @@ def test_notify_persistent_5xx_is_recorded_failed_and_retried_by_the_sweep(acs, 
     assert [r.decision_key for r in pending_notifications(store)] == [record.decision_key]
 
     again = n.notify(snap, decision, store.get(record.decision_key))
-    assert again["status"] == "sent" and again["attempts"] == 2
+    # a 5xx may have been accepted: the resend repeats the same request (attempt, id, first-sent)
+    assert again["status"] == "sent" and again["attempts"] == 1
+    assert again["operation_id"] == result["operation_id"]
     assert len(acs.accepted) == 1
+
+
+def test_notify_repeatability_id_derives_from_the_decision_key(acs, store, clock):
+    from shared.notify.acs_email import repeatability_id
+
+    n, settings, _ = _notifier(acs, store, clock)
+    snap = _snapshot()
+    result = n.notify(snap, _decision(), _record(snap, _decision(), settings))
+    assert result["operation_id"] == repeatability_id(snap.decision_key, 1)
+    assert acs.accepted[0].headers["Repeatability-Request-Id"] == repeatability_id(snap.decision_key, 1)
+    assert repeatability_id(snap.decision_key, 1) != repeatability_id(snap.decision_key, 2)
+    assert repeatability_id(snap.decision_key, 1) != repeatability_id("other-0", 1)
+
+
+def test_notify_unconfirmed_send_is_repeated_not_sent_twice(acs, store, clock):
+    """ACS accepted the message but its status never came back in time: the sweep's resend is
+    the same request (same repeatability id, same first-sent time), so ACS answers with the
+    operation it already has and the owner gets one email."""
+    acs.hang.set()
+    n, settings, _ = _notifier(acs, store, clock, send_timeout_s=0.3)
+    snap = _snapshot()
+    record = _record(snap, _decision(), settings)
+    first = n.notify(snap, _decision(), record)
+    assert first["status"] == "failed" and "did not confirm" in first["error"] and len(acs.accepted) == 1
+    acs.hang.clear()
+    clock.t += 120                                       # the next sweep, two minutes later
+    again = n.notify(snap, _decision(), record)
+    assert again["status"] == "sent" and again["operation_id"] == first["operation_id"]
+    assert len(acs.accepted) == 1 and acs.posts == 2
+    sent_headers = [e.headers for e in acs.accepted]
+    assert sent_headers[0]["Repeatability-First-Sent"]
+
+
+def test_notify_crash_mid_send_is_repeated_with_the_first_request(acs, store, clock):
+    """A worker killed after ACS accepted the message leaves the email claim "sending"; once it is
+    stale, the next notify repeats attempt 1 (same id and first-sent), which ACS dedupes."""
+    from shared.notify.acs_email import repeatability_id
+
+    n, settings, _ = _notifier(acs, store, clock)
+    snap = _snapshot()
+    record = _record(snap, _decision(), settings)
+    first = n.notify(snap, _decision(), record)
+    assert first["status"] == "sent"
+    # what the killed worker left: the claim still "sending", as it was before _finish
+    cur = store.state_get("email", snap.decision_key)
+    store.state_put("email", snap.decision_key, {**cur.value, "status": "sending", "at": int(clock.t * 1000)},
+                    etag=cur.etag)
+    clock.t += 200                     # stale (past twice the send time-out), inside ACS's 5 minutes
+    again = n.notify(snap, _decision(), record)
+    assert again["status"] == "sent" and again["attempts"] == 1
+    assert again["operation_id"] == repeatability_id(snap.decision_key, 1)
+    assert len(acs.accepted) == 1
+
+
+def test_notify_definite_failure_is_followed_by_a_new_request(acs, store, clock):
+    from shared.notify.acs_email import repeatability_id
+
+    acs.final_status = "Failed"
+    n, settings, _ = _notifier(acs, store, clock)
+    snap = _snapshot()
+    record = _record(snap, _decision(), settings)
+    assert n.notify(snap, _decision(), record)["status"] == "failed"
+    acs.final_status = "Succeeded"
+    again = n.notify(snap, _decision(), record)
+    assert again["status"] == "sent" and again["operation_id"] == repeatability_id(snap.decision_key, 2)
 
 
 def test_notify_failed_send_status_is_recorded(acs, store, clock):
