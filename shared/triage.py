@@ -86,7 +86,7 @@ def decide(
     retried = None
     if store is not None and decision.fingerprint:
         failed_retries = _failed_retries(store, snapshot, decision.fingerprint)
-    if store is not None:
+    if store is not None and decision.action.is_retry:   # only a retry can repeat a wasted one
         from shared.learning.lineage import previous_retry
         from shared.databricks.capture import lineage_of
 
