@@ -88,12 +88,12 @@ def run(args, ctx) -> int:
         for run_id, snap in snapshots.items():
             result = triage_run(run_id, settings, client=client, store=store, use_llm=False, workspace=fake.url)
             rec = result.record
-            rows.append({"run": snap.case_id, "category": rec.category, "action": rec.action,
-                         "conf": f"{rec.confidence:.2f}",
+            rows.append({"run": run_id, "case": snap.case_id, "category": rec.category, "action": rec.action,
+                         "confidence": f"{rec.confidence:.2f}",
                          "would send": would_send(rec.action, rec.action_request)})
             if rec.action in ("SEND_EMAIL", "ESCALATE"):
                 write_preview(snap, decision_of_record(rec), settings, out / "emails" / f"{snap.case_id}.html")
-        ctx.stdout.write(render_table(rows, columns=("run", "category", "action", "conf", "would send"),
+        ctx.stdout.write(render_table(rows, columns=("run", "case", "category", "action", "confidence", "would send"),
                                       widths={"would send": 150}) + "\n\n")
         writes = fake.writes
         ctx.stdout.write(f"Requests that changed anything in the workspace: {len(writes)} (shadow mode sends none).\n")
@@ -101,13 +101,14 @@ def run(args, ctx) -> int:
         again = [triage_run(r, settings, client=client, store=store, use_llm=False, workspace=fake.url)
                  for r in list(snapshots)[:3]]
         ctx.stdout.write("Delivered again: " + "; ".join(
-            f"{a.record.decision_key} -> {'duplicate, not acted again' if a.duplicate else 'NEW DECISION'}" for a in again)
-            + "\n")
+            f"run {a.record.run_id} ({snapshots[a.record.run_id].case_id}, decision {a.record.decision_key}) -> "
+            f"{'duplicate, not acted again' if a.duplicate else 'NEW DECISION'}" for a in again) + "\n")
         ctx.stdout.write(f"Email previews for the decisions that need a person: {out / 'emails'}/*.html "
                          f"({len(list((out / 'emails').glob('*.html')))} files)\n")
         _webhook_demo(ctx, settings, fake, store, client)
-    ctx.stdout.write(f"\nDecisions are in {out / 'triage.db'}: try "
-                     f"'TRIAGE_STORAGE=sqlite:///{out / 'triage.db'} .venv/bin/python -m shared decisions list'\n")
+    ctx.stdout.write(f"\nDecisions are in {out / 'triage.db'} (not the default .triage/ store): try\n"
+                     f"  TRIAGE_STORAGE=sqlite:///{out / 'triage.db'} .venv/bin/python -m shared decisions list\n"
+                     f"  TRIAGE_STORAGE=sqlite:///{out / 'triage.db'} .venv/bin/python -m shared report\n")
     return 0
 
 

@@ -6,14 +6,19 @@ using './main.bicep'
 param namePrefix = 'dbxtriage'
 
 // Start in shadow mode: every decision is recorded and nothing is done. Switch to 'act' once the
-// recorded decisions look right (docs/deploy.md, "From shadow to act").
+// recorded decisions look right (docs/deploy.md, "6. From shadow to act").
 param triageMode = 'shadow'
 
 param databricksHost = 'https://adb-1234567890123456.7.azuredatabricks.net'
 
 // azure-identity: the app's managed identity is added to the workspace as a service principal.
-// pat: put a token into Key Vault as the secret databricks-token.
+// pat: put a token into Key Vault as the secret databricks-token. oauth-m2m: a Databricks
+// service principal (databricksClientId, and its secret in Key Vault as databricks-client-secret).
 param databricksAuth = 'azure-identity'
+
+// Your own object id (az ad signed-in-user show --query id -o tsv), or a group's with
+// secretsOfficerPrincipalType = 'Group': who may put secrets into the vault. Empty: nobody.
+param secretsOfficerPrincipalId = ''
 
 param maxRetries = 3
 param maxWorkers = 16
@@ -31,8 +36,9 @@ param emailEscalationTo = [
 ]
 param emailDataLocation = 'Europe'
 
-// Azure OpenAI is optional: 'none' runs on the rules alone.
-param openAiMode = 'create'
+// Azure OpenAI is optional: 'none' (the template's default) runs on the rules alone; 'create'
+// makes an account and a deployment of the model below (docs/deploy.md, "Azure OpenAI").
+param openAiMode = 'none'
 param openAiModelName = 'gpt-4o-mini'
 param openAiModelVersion = '2024-07-18'
 param openAiDeploymentSku = 'GlobalStandard'

@@ -195,3 +195,19 @@ def test_azure_credential_failure_names_the_fix_and_keeps_the_sdk_text():
     assert "EnvironmentCredential: EnvironmentCredential authentication unavailable" in line
     assert "ManagedIdentityCredential: ManagedIdentityCredential authentication unavailable" in line
     assert "[REDACTED" not in line and "\n" not in line
+
+
+def test_export_finetune_writes_into_missing_folders(tmp_path):
+    from shared.config import Settings
+    from shared.store import open_store
+
+    env = {"TRIAGE_STORAGE": f"sqlite:///{tmp_path / 't.db'}"}
+    open_store(Settings.from_env(env)).close()                     # an existing, empty store
+    target = tmp_path / "data" / "2026" / "train.jsonl"
+    code, out, err = _run(["export-finetune", "--out", str(target), "-q"], env)
+    assert code == 0 and err == "" and target.is_file()
+    code, out, err = _run(["export-finetune", "-o", str(tmp_path / "old" / "t.jsonl")], env)   # the old spelling
+    assert code == 0 and (tmp_path / "old" / "t.jsonl").is_file()
+    assert "note: -o FILE is deprecated, use --out FILE" in err
+    code, out, _ = _run(["export-finetune", "--out", str(target), "-o", "json", "-q"], env)
+    assert code == 0 and json.loads(out)["train_file"] == str(target)
