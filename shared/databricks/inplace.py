@@ -157,8 +157,13 @@ def _state(spec: Mapping[str, Any] | None, item: Mapping[str, Any]) -> str:
 
 
 def _undone(spec: Mapping[str, Any], item: Mapping[str, Any]) -> dict[str, Any]:
+    return _with(spec, item["undo"])
+
+
+def _with(spec: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``spec`` with the resize's fields set to ``values`` (``_ABSENT`` removes one)."""
     out = copy.deepcopy(dict(spec))
-    for name, old in item["undo"].items():
+    for name, old in values.items():
         if name.startswith("spark_conf."):
             conf = dict(out.get("spark_conf") or {})
             if old == _ABSENT:
@@ -230,9 +235,18 @@ def execute_in_place(requests: tuple[Mapping[str, Any], ...], restore: Mapping[s
     job_id = str(restore["job_id"])
     update_body, repair_body = requests[0]["body"], requests[1]["body"]
     job = client.get_job(int(restore["job_id"]))
-    if any(_state(_spec(e), item) != "saved" for e, item in zip(_entries(job, restore["items"]), restore["items"])):
+    current = _entries(job, restore["items"])
+    if any(_state(_spec(e), item) != "saved" for e, item in zip(current, restore["items"])):
         raise ResizeRefused(f"job {job_id} changed since the failure: its clusters are not what the resize was "
                             "planned on, so it was not updated")
+    # jobs/update replaces each entry whole: send the entries as the job has them now with only the
+    # resize applied, so an edit made since the failure (a task's code or parameters) is kept.
+    new_settings: dict[str, list[dict[str, Any]]] = {}
+    for entry_now, item in zip(current, restore["items"]):
+        if entry_now is not None:             # always, after the "saved" check above
+            new_settings.setdefault(item["field"], []).append(
+                {**entry_now, "new_cluster": _with(entry_now["new_cluster"], item["applied"])})
+    update_body = {**dict(update_body), "new_settings": new_settings}
     entry = {**copy.deepcopy(dict(restore)), "state": "updating", "since": now, "host": client.host}
 
     def add(jobs: dict[str, Any]) -> None:

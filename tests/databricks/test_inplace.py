@@ -261,3 +261,34 @@ def test_the_pending_restore_survives_a_crash_on_each_store_backend(fake_databri
     [outcome] = restore_due(client, learning_store, now_s=NOW_S + STALE_UPDATING_S + 1)
     assert outcome["status"] == "restored" and fake_databricks.job(77)["settings"] == before
     assert pending_restores(learning_store, client.host) == {}
+
+
+def test_an_edit_to_the_task_since_the_failure_is_not_reverted_by_the_update(fake_databricks, client, store):
+    """A task with its own cluster is replaced whole by jobs/update: the update must carry the task
+    as the job has it now (the owner's later edit to its code or parameters kept), not as the
+    snapshot saw it, and the repair must run the owner's current code."""
+    cluster = {"spark_version": "15.4.x-scala2.12", "node_type_id": "Standard_E8ds_v5", "num_workers": 4}
+    tasks = [{"task_key": "transform", "result": "FAILED", "new_cluster": copy.deepcopy(cluster)}]
+    doc = make_snapshot(run_id=7300, tasks=tasks, error=OOM,
+                        run_as={"service_principal_name": "8f0c1f52-3f7e-4d0e-9a7c-2b9d7d6c1e11"},
+                        job_settings={"tags": {"triage.resize": "update-job"},
+                                      "tasks": [{"task_key": "transform", "new_cluster": copy.deepcopy(cluster),
+                                                 "notebook_task": {"notebook_path": "/etl/transform_v1"}}]})
+    fake_databricks.load(doc)
+    job_id = int(doc["job"]["job_id"])
+    plan = plan_action(parse_snapshot(doc), resize(), cfg(), now_ms=0)
+    assert plan.kind == "update_repair"
+    fixed = copy.deepcopy(fake_databricks.job(job_id)["settings"]["tasks"][0])
+    fixed["notebook_task"]["notebook_path"] = "/etl/transform_v2"      # the owner fixed the code meanwhile
+    fake_databricks.edit_job(job_id, {"tasks": [fixed]})
+    execute(plan, client, store=store)
+    [update] = fake_databricks.requests_to("update")
+    [sent] = update.body["new_settings"]["tasks"]
+    assert sent["notebook_task"]["notebook_path"] == "/etl/transform_v2"
+    assert sent["new_cluster"]["num_workers"] == 8
+    now = fake_databricks.job(job_id)["settings"]["tasks"][0]
+    assert now["notebook_task"]["notebook_path"] == "/etl/transform_v2"
+    fake_databricks.start_tasks(7300)
+    [outcome] = restore_due(client, store)
+    assert outcome["status"] == "restored"
+    assert fake_databricks.job(job_id)["settings"]["tasks"][0] == fixed
