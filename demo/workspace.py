@@ -162,6 +162,14 @@ def drop_fault() -> Fault:
     return Fault("drop")
 
 
+def hold_fault(*, processed: bool) -> Fault:
+    """Hold the request: the fake sets ``holding`` and waits for ``release`` (at most a minute),
+    then closes the connection without answering. ``processed``: the request is carried out
+    first (the write happened; its answer never arrives), else not at all. A test kills the
+    client while it waits: a crash at a known point of its conversation with Databricks."""
+    return Fault("hold_after" if processed else "hold_before")
+
+
 def lost_answer_fault() -> Fault:
     """Process the request, then close the connection without answering: the client cannot
     know whether its write happened (what idempotency tokens are for)."""
@@ -271,6 +279,8 @@ class FakeDatabricks:
         self._requests: list[RecordedRequest] = []
         self._idempotency: dict[str, int] = {}
         self.submitted: dict[int, dict[str, Any]] = {}   # run id -> the runs/submit body
+        self.holding = threading.Event()                 # a request is held (hold_fault)
+        self.release = threading.Event()                 # let the held request end (its connection closes)
         self.oauth_clients: dict[str, str] = {}           # client id -> secret (add_oauth_client)
         self.oauth_token_lifetime_s = 3600.0
         self.oauth_tokens: dict[str, tuple[str, float]] = {}   # access token -> (client id, expiry)
@@ -1002,6 +1012,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if fault.kind == "slow":
                 time.sleep(fault.seconds)
+            if fault.kind == "hold_before":
+                record(None, "hold_before")
+                fake.holding.set()
+                fake.release.wait(60)
+                self.close_connection = True
+                return
         fault_kind = fault.kind if fault is not None else None
         if auth == "missing":
             record(401, fault_kind)
@@ -1030,8 +1046,11 @@ class _Handler(BaseHTTPRequestHandler):
             record(500, fault_kind)
             self._send(500, {"error_code": "INTERNAL_ERROR", "message": f"fake workspace bug: {exc!r}"})
             return
-        if fault_kind == "lost_answer":
+        if fault_kind in ("lost_answer", "hold_after"):
             record(None, fault_kind)
+            if fault_kind == "hold_after":
+                fake.holding.set()
+                fake.release.wait(60)
             self.close_connection = True
             return
         record(200, fault_kind)
