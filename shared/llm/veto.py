@@ -7,8 +7,9 @@ that rests on a *symptom* alone (``shared.decide.rules.SYMPTOMS``: a connection 
 timed out, a time-out, a lost executor or driver, a cluster that stopped — the words a fixed
 condition often surfaces as) is shown to the model first, cached by the error fingerprint, inside
 the hourly budget shared with ``consult``. When the model says, sure enough, that a person must fix
-it, the retry is vetoed: the owner is told, with the model's reason (SEND_EMAIL; ESCALATE when the
-model places it outside the owner's reach). When the model agrees, cannot answer, is over budget
+it, the retry is vetoed: the owner is told, with the model's reason and the vetoed retry offered
+for approval (SEND_EMAIL with ``approval: pending``, see docs/trust.md; ESCALATE when the model
+places it outside the owner's reach). When the model agrees, cannot answer, is over budget
 or is not configured, the retry stands: the veto only ever makes a decision more cautious, and the
 model's text is data (validated like every verdict).
 
@@ -123,6 +124,11 @@ def _vetoed(decision: Decision, verdict: Verdict) -> Decision:
     if verdict.suggested_fix:
         d.suggested_fix = verdict.suggested_fix
     d.llm = {**verdict.to_dict(), "veto": True}
+    if action is Action.SEND_EMAIL:
+        # The owner may still want the retry: it is offered for approval (docs/trust.md), not carried out.
+        d.proposed_action = decision.action.value
+        d.proposed_params = dict(decision.params) if decision.action is Action.RETRY_WITH_NEW_PARAMS else {}
+        d.approval, d.model_only = "pending", False
     return d
 
 

@@ -36,6 +36,8 @@ def test_veto_model_vetoes_a_retry_resting_on_a_phrase(fake_openai, env):
     assert "vetoed the automatic retry" in d.reason and "llm-veto" in d.decided_by
     assert d.notes[0].startswith("retry vetoed by the model: The JDBC URL")
     assert d.llm["veto"] is True and fake_openai.calls == 1
+    # The owner may still approve the vetoed retry (the approval button of docs/trust.md).
+    assert (d.proposed_action, d.approval) == ("RETRY", "pending")
     # The same failure again: the cached verdict vetoes it without a call.
     again = decide(make_snapshot(PHRASE_TRANSIENT), settings, store=store)
     assert again.action is Action.SEND_EMAIL and fake_openai.calls == 1
