@@ -8,6 +8,8 @@ undelivered; see docs/lifecycle.md); no Key Vault or Databricks round trip, so t
 cheap and cannot be used to make the app call out. 503 when the settings are invalid, the store
 is unreachable, or something is stuck (a decision past its deadline, a notification nobody
 received, a sweep that stopped running), so Azure Monitor can alert on it.
+Today's spend and the daily cap come from the process's open store, read at most once a
+minute.
 """
 
 from __future__ import annotations
@@ -64,7 +66,19 @@ def health_report(env: Mapping[str, str] | None = None) -> tuple[int, dict[str, 
         },
         # the routes by channel name (which channels are configured is a secret-store question)
         "channels": {"notify_via": list(settings.notify_via), "escalate_via": list(settings.escalate_via)},
+        "budget": _budget(settings),
     }
+
+
+def _budget(settings: Any) -> dict[str, Any]:
+    """The daily cap and today's spend (from the store this process has open, read at most once a
+    minute; null until a trigger has opened it)."""
+    from shared.app.runtime import process_spend_today
+
+    spend = process_spend_today(settings)
+    return {"usd_per_day": settings.budget_usd_per_day,
+            "today_usd": spend["total_usd"] if spend else None,
+            "today_model_usd": spend["model_usd"] if spend else None}
 
 
 @bp.function_name("health")

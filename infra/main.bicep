@@ -289,6 +289,11 @@ var triageSettings = {
   PAGERDUTY_EVENTS_URL: 'https://events.pagerduty.com/v2/enqueue'
   TRIAGE_ACTING_TIMEOUT: '15m'
   TRIAGE_ACTION_ATTEMPTS: '5'
+  TRIAGE_BUDGET_USD_PER_DAY: ''
+  TRIAGE_LLM_BUDGET_SHARE: '0.1'
+  TRIAGE_DBU_PRICE_USD: '0.30,0.45'
+  TRIAGE_DBU_RATES: ''
+  TRIAGE_LLM_PRICE_USD_PER_1M_TOKENS: '0.15,0.60'
 }
 
 module functionApp './modules/functionapp.bicep' = {

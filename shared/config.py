@@ -114,6 +114,51 @@ def _events_url(env: Mapping[str, str]) -> str:
     return raw
 
 
+def _money(raw: str, name: str) -> float | None:
+    raw = (raw or "").strip()
+    if raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not an amount in US dollars") from None
+    if not 0 <= value <= 10_000_000:
+        raise ConfigError(f"{name}: {value} is outside 0..10000000")
+    return value
+
+
+def _price_pair(text: str, name: str, default: tuple[float, float]) -> tuple[float, float]:
+    """'0.3' (both) or '0.15,0.60' (first, second)."""
+    raw = [p.strip() for p in (text or "").split(",") if p.strip()]
+    if not raw:
+        return default
+    try:
+        values = [float(p) for p in raw]
+    except ValueError:
+        values = []
+    if not values or len(values) > 2 or any(not 0 <= v <= 10_000 for v in values):
+        raise ConfigError(f"{name}: {text!r} is not a price or two comma-separated prices")
+    return (values[0], values[-1])
+
+
+def _rates(text: str, name: str) -> dict[str, float]:
+    """'Standard_DS3_v2=0.75, serverless=4' -> {...}."""
+    out: dict[str, float] = {}
+    for part in (text or "").replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = -1.0
+        if not sep or not key.strip() or not 0 <= rate <= 10_000:
+            raise ConfigError(f"{name}: {part!r} is not NODE_TYPE=DBU_PER_HOUR (e.g. Standard_DS3_v2=0.75)")
+        out[key.strip()] = rate
+    return out
+
+
 def _duration(env: Mapping[str, str], name: str, default: str) -> int:
     return parse_duration(env.get(name) or default, setting=name)
 
@@ -173,6 +218,11 @@ class Settings:
     incident_window_s: int = 1800             # TRIAGE_INCIDENT_WINDOW: escalations that join one incident
     acting_timeout_s: int = 900               # TRIAGE_ACTING_TIMEOUT: then the sweep reconciles the action
     action_attempts: int = 5                  # TRIAGE_ACTION_ATTEMPTS: sends of a transiently failing action
+    budget_usd_per_day: float | None = None   # TRIAGE_BUDGET_USD_PER_DAY: reruns + model, per UTC day
+    llm_budget_share: float = 0.1             # TRIAGE_LLM_BUDGET_SHARE: the model's part of that budget
+    dbu_price_usd: tuple[float, float] = (0.30, 0.45)   # TRIAGE_DBU_PRICE_USD: jobs[,serverless]
+    dbu_rates: Mapping[str, float] = field(default_factory=dict)  # TRIAGE_DBU_RATES: NODE=DBU/h, ...
+    llm_price_usd_per_1m: tuple[float, float] = (0.15, 0.60)  # TRIAGE_LLM_PRICE_USD_PER_1M_TOKENS: in[,out]
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -234,6 +284,12 @@ class Settings:
             incident_window_s=_duration(e, "TRIAGE_INCIDENT_WINDOW", "30m"),
             acting_timeout_s=max(60, _duration(e, "TRIAGE_ACTING_TIMEOUT", "15m")),
             action_attempts=_int(e, "TRIAGE_ACTION_ATTEMPTS", 5, 1, 20),
+            budget_usd_per_day=_money(e.get("TRIAGE_BUDGET_USD_PER_DAY", ""), "TRIAGE_BUDGET_USD_PER_DAY"),
+            llm_budget_share=_float(e, "TRIAGE_LLM_BUDGET_SHARE", 0.1),
+            dbu_price_usd=_price_pair(e.get("TRIAGE_DBU_PRICE_USD", ""), "TRIAGE_DBU_PRICE_USD", (0.30, 0.45)),
+            dbu_rates=_rates(e.get("TRIAGE_DBU_RATES", ""), "TRIAGE_DBU_RATES"),
+            llm_price_usd_per_1m=_price_pair(e.get("TRIAGE_LLM_PRICE_USD_PER_1M_TOKENS", ""),
+                                             "TRIAGE_LLM_PRICE_USD_PER_1M_TOKENS", (0.15, 0.60)),
             extra=e,
         )
         if e.get("TRIAGE_SPARK_CONF_ALLOWLIST"):

@@ -293,7 +293,7 @@ def read_cluster_events(snapshot: Snapshot, settings: Settings, *, client: Datab
 def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: DatabricksClient, store: Store, notifier: Notifier | None = None,
                     mode: str | None = None, workspace: str = "", use_llm: bool = True,
                     act_now: bool = False, llm: LLMBackend | None = None) -> TriageResult:
-    from shared.databricks.actions import effective_decision, plan_action
+    from shared.databricks.actions import effective_decision
 
     state = snapshot.state
     if snapshot.repair_in_flight:
@@ -318,9 +318,12 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Databrick
 
         snapshot = replace(snapshot, history={**snapshot.history, "prior_retries": lineage_retries})
     decision = decide(snapshot, settings, store=store, llm=llm, use_llm=use_llm, prior_retries=lineage_retries)
-    plan = _no_rerun_from_partial_definition(plan_action(snapshot, decision, settings, now_ms=now_ms()), snapshot)
+    plan, cost = _plan(snapshot, decision, settings, store, now_ms())
     decision = effective_decision(decision, plan)  # e.g. a resize that cannot be done becomes an email
+    decision = _say_budget(decision, cost)
     record = new_record(snapshot, decision, settings, workspace=workspace, mode=mode)
+    if cost:
+        record.decision["cost"] = cost
     record.action_request = _stored_request(plan.to_dict())
     record.not_before = int(getattr(plan, "not_before", 0) or 0)
 
@@ -339,6 +342,72 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Databrick
 
 _DEFINITION_PARTS = ("run.tasks", "run.job_clusters", "run.cluster_spec", "run.git_source", "run.environments",
                      "job.settings")
+
+
+def _plan(snapshot: Snapshot, decision: Decision, settings: Settings, store: Store, now: int) -> tuple[Any, dict]:
+    """The one place an action is planned (at decision time, and again when a back-off ends):
+    the request(s), then the budget. A rerun is estimated (``shared.decide.budget``); when it
+    would take today's spend past the app's or the job's daily cap it becomes an email to the
+    owner. Returns (plan, cost) where cost is ``{}`` or what the decision records."""
+    import dataclasses
+
+    from shared.databricks.actions import plan_action
+    from shared.decide import budget
+    from shared.models import Action
+
+    plan = _no_rerun_from_partial_definition(plan_action(snapshot, decision, settings, now_ms=now), snapshot)
+    if plan.action not in (Action.RETRY, Action.RETRY_WITH_NEW_PARAMS) or not plan.sends:
+        return plan, {}
+    estimate = budget.rerun_estimate(snapshot, plan.requests, budget.prices_of(settings))
+    cost: dict[str, Any] = {"rerun": estimate.to_dict()}
+    app_cap, job_cap = settings.budget_usd_per_day, budget.job_cap(snapshot.tags)
+    if app_cap is None and job_cap is None:
+        return plan, cost
+    from shared.store.spend import day_of, spent
+
+    job_id = str(snapshot.job_id or "nojob")
+    try:
+        day = day_of(now)
+        app_spent = spent(store, day=day) if app_cap is not None else 0.0
+        job_spent = spent(store, day=day, job_id=job_id) if job_cap is not None else 0.0
+    except Exception as exc:  # noqa: BLE001 - an unknown spend cannot be checked: do not spend
+        log.warning("spend counters unavailable (%s): run %s is not rerun", type(exc).__name__, snapshot.run_id)
+        app_spent, job_spent = float("inf"), float("inf")
+    why = budget.over_budget(estimate.usd, app_spent=app_spent, app_cap=app_cap, job_spent=job_spent,
+                             job_cap_usd=job_cap)
+    if not why:
+        return plan, cost
+    cost["stopped_by"] = "app" if "TRIAGE_BUDGET_USD_PER_DAY" in why else "job"
+    cost["reason"] = why
+    plan = dataclasses.replace(
+        plan, action=Action.SEND_EMAIL, kind="notify", notify="owner", requests=(), not_before=now, restore={},
+        fallback_reason=f"budget: {why}",
+        recommendation=f"Rerun it by hand if it is worth about ${estimate.usd:.2f}, or raise the budget.")
+    return plan, cost
+
+
+def _say_budget(decision: Decision, cost: dict) -> Decision:
+    """A decision the budget stopped says so in its reason, with what the rerun would have cost."""
+    if not cost.get("stopped_by"):
+        return decision
+    import dataclasses
+
+    return dataclasses.replace(decision, reason=f"Not retried: {cost['reason']}. {decision.reason}".strip())
+
+
+def _spend_rerun(record: DecisionRecord, store: Store) -> None:
+    """Count a started rerun's estimate against today's budget (only the worker whose
+    ``decided -> acting`` write won gets here, so it is counted once)."""
+    from shared.store.spend import add_spend, day_of
+
+    cost = record.decision.get("cost") if isinstance(record.decision, dict) else None
+    usd = (cost or {}).get("rerun", {}).get("usd") if isinstance(cost, dict) else None
+    if not usd or record.action_result.get("error"):
+        return
+    try:
+        add_spend(store, float(usd), day=day_of(), job_id=record.job_id)
+    except Exception as exc:  # noqa: BLE001 - the rerun is started; a lost count is logged, not fatal
+        log.warning("could not count the rerun of %s against the budget: %s", record.decision_key, exc)
 
 
 def _no_rerun_from_partial_definition(plan: Any, snapshot: Snapshot) -> Any:
@@ -385,6 +454,7 @@ def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: A
     try:
         if sends:
             record.action_result = {**record.action_result, **_redact_obj(execute(plan, client, store=store))}
+            _spend_rerun(record, store)
         elif final_action in ("SEND_EMAIL", "ESCALATE"):
             result = (notifier.notify(snapshot, decision, record) if notifier is not None
                       else {"status": "not configured"})
@@ -491,7 +561,7 @@ def _owner_instead(record: DecisionRecord, snapshot: Snapshot, decision: Decisio
 def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notifier: Notifier | None = None, now: int | None = None,
             lookback_s: int = 2 * 86400) -> list[DecisionRecord]:
     """Carry out act-mode decisions whose back-off has passed (called by every sweep)."""
-    from shared.databricks.actions import effective_decision, plan_action
+    from shared.databricks.actions import effective_decision
     from shared.databricks.capture import capture_snapshot
 
     now = now or now_ms()
@@ -517,8 +587,12 @@ def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notif
             store.update(rec)
             continue
         decision = decision_of_record(rec)
-        plan = _no_rerun_from_partial_definition(plan_action(snapshot, decision, settings, now_ms=now), snapshot)
-        decision = effective_decision(decision, plan)
+        plan, cost = _plan(snapshot, decision, settings, store, now)
+        decision = _say_budget(effective_decision(decision, plan), cost)
+        if cost.get("stopped_by"):      # the budget was spent meanwhile: the record says so
+            rec.action, rec.reason = decision.action.value, _redact(decision.reason)
+        if cost:
+            rec.decision = {**rec.decision, "cost": cost}
         result = _act(rec, snapshot, decision, plan, settings, client=client, store=store, notifier=notifier)
         done.append(result.record)
     return done

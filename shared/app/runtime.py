@@ -45,6 +45,7 @@ __all__ = [
     "open_runtime",
     "process_runtime",
     "process_secrets",
+    "process_spend_today",
     "email_configured",
 ]
 
@@ -370,3 +371,36 @@ def process_runtime(settings: "Settings") -> Runtime:
     rt = open_runtime(settings, store=store, secrets=secrets if settings.key_vault_url else None)
     rt.shared_clients = _process_clients
     return rt
+
+
+_spend_seen: dict[tuple, tuple[float, dict[str, Any] | None]] = {}
+_SPEND_CACHE_S = 60.0
+
+
+def process_spend_today(settings: "Settings") -> dict[str, Any] | None:
+    """Today's spend counters (``shared.store.spend.today``) for ``/api/health``: read through
+    the store this process already has open, at most once a minute; None when this process has
+    no store open yet or the store cannot be read (the probe never opens a connection)."""
+    import time
+
+    from shared.store import storage_choice
+
+    key = storage_choice(settings)
+    now = time.monotonic()
+    with _process_lock:
+        seen = _spend_seen.get(key)
+        if seen is not None and now - seen[0] < _SPEND_CACHE_S:
+            return seen[1]
+        store = _process_stores.get(key)
+    if store is None:
+        return None
+    from shared.store.spend import today
+
+    try:
+        figures: dict[str, Any] | None = dict(today(store))
+    except Exception as exc:  # noqa: BLE001 - health reports; it never fails on a store hiccup
+        log.info("health: spend counters unavailable: %s", type(exc).__name__)
+        figures = None
+    with _process_lock:
+        _spend_seen[key] = (now, figures)
+    return figures

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     from shared.learning.report import load_report, render_html, render_text, report_to_dict
 
     with open_cli_store(ctx, write=False) as store:
-        report = load_report(store, since_s=args.since)
+        report = load_report(store, since_s=args.since, budget_usd_per_day=ctx.settings().budget_usd_per_day)
     if args.output == "json":
         write_json(ctx, report_to_dict(report))
     else:

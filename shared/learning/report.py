@@ -127,6 +127,7 @@ class Report:
     per_day: list[tuple[str, int]]     # (YYYY-MM-DD, decisions), every day of the period
     modes: dict[str, int]
     open_work: dict[str, int] = field(default_factory=dict)   # act mode: retrying / escalated / undelivered
+    spend: dict[str, Any] = field(default_factory=dict)   # shared.learning.spend.summarise_spend
 
 
 def _order(category: str) -> tuple[int, str]:
@@ -143,8 +144,11 @@ def _day(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
-def build_report(records: Iterable[DecisionRecord], *, since_ms: int, until_ms: int) -> Report:
+def build_report(records: Iterable[DecisionRecord], *, since_ms: int, until_ms: int,
+                 budget_usd_per_day: float | None = None) -> Report:
     """The figures of the decisions created in [since_ms, until_ms). Pure."""
+    from shared.learning.spend import summarise_spend
+
     chosen = [r for r in records if r.status != "duplicate" and since_ms <= r.created_at < until_ms]
     groups: dict[tuple[str, str], Row] = {}
     cats: dict[str, Row] = {}
@@ -197,7 +201,7 @@ def build_report(records: Iterable[DecisionRecord], *, since_ms: int, until_ms: 
     }
     return Report(since_ms=since_ms, until_ms=until_ms, rows=rows, categories=categories, total=total,
                   top_jobs=top_jobs, top_fingerprints=top_fps, per_day=per_day, modes=dict(modes),
-                  open_work=open_work)
+                  open_work=open_work, spend=summarise_spend(chosen, budget_usd_per_day=budget_usd_per_day))
 
 
 def _open_work_line(report: Report) -> str:
@@ -209,11 +213,13 @@ def _open_work_line(report: Report) -> str:
             f"undelivered; {w.get('escalated', 0)} decision(s) escalated to a person")
 
 
-def load_report(store: Store, *, since_s: int, now_ms: int | None = None) -> Report:
+def load_report(store: Store, *, since_s: int, now_ms: int | None = None,
+                budget_usd_per_day: float | None = None) -> Report:
     """The report of the last ``since_s`` seconds of the store's decisions."""
     now = int(time.time() * 1000) if now_ms is None else int(now_ms)
     since = now - int(since_s) * 1000
-    return build_report(store.list(since_ms=since, until_ms=now + 1), since_ms=since, until_ms=now + 1)
+    return build_report(store.list(since_ms=since, until_ms=now + 1), since_ms=since, until_ms=now + 1,
+                        budget_usd_per_day=budget_usd_per_day)
 
 
 # --- text ----------------------------------------------------------------------------------------
@@ -302,6 +308,9 @@ def render_text(report: Report) -> str:
     out.append(_table(["FINGERPRINT", "CATEGORY", "DECISIONS", "JOBS", "ROOT_CAUSE"],
                       [[f["fingerprint"], f["category"], str(f["decisions"]), str(f["jobs"]),
                         f["excerpt"][:100] or "-"] for f in report.top_fingerprints]))
+    from shared.learning.spend import render_spend_text
+
+    out += render_spend_text(report.spend, _table)
     return "\n".join(out) + "\n"
 
 
@@ -495,4 +504,5 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "top_jobs": [dict(j) for j in report.top_jobs],
         "top_fingerprints": [dict(f) for f in report.top_fingerprints],
         "per_day": [{"day": d, "decisions": n} for d, n in report.per_day],
+        "spend": dict(report.spend),
     }

@@ -43,6 +43,42 @@ def _budget_key(now: float | None = None) -> str:
         "%Y%m%d%H")
 
 
+def model_budget_spent(settings: "Settings", store: "Store | None") -> str:
+    """Why the model must not be asked (its share of TRIAGE_BUDGET_USD_PER_DAY is spent), or ''."""
+    cap = settings.budget_usd_per_day
+    if cap is None or store is None:
+        return ""
+    from shared.store.spend import day_of, spent
+
+    share = cap * float(settings.llm_budget_share)
+    try:
+        used = spent(store, day=day_of(), model=True)
+    except Exception as exc:  # noqa: BLE001 - an unknown spend: do not spend
+        log.warning("spend counter unavailable (%s); not calling the model", type(exc).__name__)
+        return "the spend counter is unavailable"
+    if used >= share:
+        return (f"the model's share of the daily budget is spent (${used:.4f} of ${share:.4f}: "
+                f"TRIAGE_LLM_BUDGET_SHARE x TRIAGE_BUDGET_USD_PER_DAY)")
+    return ""
+
+
+def charge_model_call(settings: "Settings", store: "Store | None", verdict: Verdict, request: Any,
+                      job_id: Any = None) -> float:
+    """Count one model call against today's spend (once: right after the call); returns its cost."""
+    from shared.decide.budget import llm_call_cost, prices_of
+
+    usd = llm_call_cost(getattr(verdict, "usage", None), prices_of(settings),
+                        est_prompt_tokens=int(getattr(request, "est_tokens", 0) or 0))
+    if store is not None:
+        from shared.store.spend import add_spend, day_of
+
+        try:
+            add_spend(store, usd, day=day_of(), job_id=str(job_id) if job_id else None, model=True)
+        except Exception as exc:  # noqa: BLE001 - the call is made; a lost count is logged
+            log.warning("could not count a model call against the budget: %s", type(exc).__name__)
+    return usd
+
+
 def consult(
     snapshot: "Snapshot",
     classification: Classification,
@@ -125,7 +161,10 @@ def _consult(snapshot: "Snapshot", classification: Classification, rule_decision
                        f"({request.max_prompt_tokens})")
     if request.trimmed:
         notes.append("LLM prompt trimmed to the token budget: " + ", ".join(request.trimmed))
-    # 3. budget (shared by every instance through the store)
+    # 3. budget (shared by every instance through the store): the day's money, then the hour's calls
+    over = model_budget_spent(settings, store)
+    if over:
+        return skipped(over)
     limit = int(settings.llm_max_calls_per_hour)
     if limit <= 0:
         return skipped("the hourly LLM budget is 0 (TRIAGE_LLM_MAX_CALLS_PER_HOUR)")
@@ -146,6 +185,7 @@ def _consult(snapshot: "Snapshot", classification: Classification, rule_decision
         log.warning("LLM backend raised %s; the rules decide", type(exc).__name__)
         verdict = Verdict.fallback(f"backend error {type(exc).__name__}", backend=getattr(backend, "name", ""),
                                    model=getattr(backend, "model", ""))
+    cost = charge_model_call(settings, store, verdict, request, snapshot.job_id)
     verdict = validate_verdict(verdict)
     # 5. cache the usable answer
     if verdict.ok and store is not None:
@@ -155,4 +195,7 @@ def _consult(snapshot: "Snapshot", classification: Classification, rule_decision
         except Exception as exc:  # noqa: BLE001
             log.warning("LLM cache write failed (%s)", type(exc).__name__)
             notes.append("LLM cache write failed")
-    return finish(verdict)
+    decided = finish(verdict)
+    if isinstance(decided.llm, dict):
+        decided.llm = {**decided.llm, "cost_usd": round(cost, 6)}
+    return decided

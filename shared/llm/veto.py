@@ -31,7 +31,7 @@ from shared.models import DETERMINISTIC, Action, Category, Classification, Decis
 from shared.redact import redact
 
 from shared.llm.backends import LLMBackend, NoopBackend, backend_from_settings
-from shared.llm.consult import _budget_key, cache_key
+from shared.llm.consult import _budget_key, cache_key, charge_model_call, model_budget_spent
 from shared.llm.prompt import build_request
 from shared.llm.schema import Verdict, _clean, validate_verdict
 
@@ -148,6 +148,9 @@ def _ask(snapshot: "Snapshot", classification: Classification, decision: Decisio
     request = build_request(snapshot, classification, decision, settings)
     if request.over_budget:
         return None, "the prompt is over TRIAGE_LLM_MAX_PROMPT_TOKENS"
+    over = model_budget_spent(settings, store)
+    if over:
+        return None, over
     limit = int(settings.llm_max_calls_per_hour)
     if limit <= 0:
         return None, "the hourly LLM budget is 0"
@@ -162,6 +165,7 @@ def _ask(snapshot: "Snapshot", classification: Classification, decision: Decisio
         verdict = backend.analyse(request)
     except Exception as exc:  # noqa: BLE001
         return None, f"backend error {type(exc).__name__}"
+    charge_model_call(settings, store, verdict, request, snapshot.job_id)
     verdict = validate_verdict(verdict)
     if not verdict.ok:
         return None, verdict.reason or "no usable answer"
