@@ -300,6 +300,10 @@ def render_text(report: Report) -> str:
     if _open_work_line(report):
         out.append(_open_work_line(report))
     out += ["", _table(HEADERS, rows), ""]
+    from shared.learning.spend import render_spend_text
+
+    spend = render_spend_text(report.spend, _table)
+    out += spend[1:] + [""] if spend else []
     out.append("Top failing jobs")
     out.append(_table(["JOB_ID", "JOB_NAME", "DECISIONS", "TOP_CATEGORY", "FAILED_RETRIES"],
                       [[str(j["job_id"]), str(j["job_name"] or "-")[:60], str(j["decisions"]), j["top_category"],
@@ -308,9 +312,6 @@ def render_text(report: Report) -> str:
     out.append(_table(["FINGERPRINT", "CATEGORY", "DECISIONS", "JOBS", "ROOT_CAUSE"],
                       [[f["fingerprint"], f["category"], str(f["decisions"]), str(f["jobs"]),
                         f["excerpt"][:100] or "-"] for f in report.top_fingerprints]))
-    from shared.learning.spend import render_spend_text
-
-    out += render_spend_text(report.spend, _table)
     return "\n".join(out) + "\n"
 
 
