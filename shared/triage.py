@@ -294,6 +294,7 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Databrick
                     mode: str | None = None, workspace: str = "", use_llm: bool = True,
                     act_now: bool = False, llm: LLMBackend | None = None) -> TriageResult:
     from shared.databricks.actions import effective_decision
+    from shared.databricks.budget import say_budget
 
     state = snapshot.state
     if snapshot.repair_in_flight:
@@ -320,7 +321,7 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Databrick
     decision = decide(snapshot, settings, store=store, llm=llm, use_llm=use_llm, prior_retries=lineage_retries)
     plan, cost = _plan(snapshot, decision, settings, store, now_ms())
     decision = effective_decision(decision, plan)  # e.g. a resize that cannot be done becomes an email
-    decision = _say_budget(decision, cost)
+    decision = say_budget(decision, cost)
     record = new_record(snapshot, decision, settings, workspace=workspace, mode=mode)
     if cost:
         record.decision["cost"] = cost
@@ -345,69 +346,14 @@ _DEFINITION_PARTS = ("run.tasks", "run.job_clusters", "run.cluster_spec", "run.g
 
 
 def _plan(snapshot: Snapshot, decision: Decision, settings: Settings, store: Store, now: int) -> tuple[Any, dict]:
-    """The one place an action is planned (at decision time, and again when a back-off ends):
-    the request(s), then the budget. A rerun is estimated (``shared.decide.budget``); when it
-    would take today's spend past the app's or the job's daily cap it becomes an email to the
-    owner. Returns (plan, cost) where cost is ``{}`` or what the decision records."""
-    import dataclasses
-
+    """The one place an action is planned (at decision time, and again when a back-off ends): the
+    request(s), then the budget (``shared.databricks.budget``: a rerun past a daily cap becomes an
+    email). Returns (plan, cost) where cost is what the decision records."""
     from shared.databricks.actions import plan_action
-    from shared.decide import budget
-    from shared.models import Action
+    from shared.databricks.budget import within_budget
 
     plan = _no_rerun_from_partial_definition(plan_action(snapshot, decision, settings, now_ms=now), snapshot)
-    if plan.action not in (Action.RETRY, Action.RETRY_WITH_NEW_PARAMS) or not plan.sends:
-        return plan, {}
-    estimate = budget.rerun_estimate(snapshot, plan.requests, budget.prices_of(settings))
-    cost: dict[str, Any] = {"rerun": estimate.to_dict()}
-    app_cap, job_cap = settings.budget_usd_per_day, budget.job_cap(snapshot.tags)
-    if app_cap is None and job_cap is None:
-        return plan, cost
-    from shared.store.spend import day_of, spent
-
-    job_id = str(snapshot.job_id or "nojob")
-    try:
-        day = day_of(now)
-        app_spent = spent(store, day=day) if app_cap is not None else 0.0
-        job_spent = spent(store, day=day, job_id=job_id) if job_cap is not None else 0.0
-    except Exception as exc:  # noqa: BLE001 - an unknown spend cannot be checked: do not spend
-        log.warning("spend counters unavailable (%s): run %s is not rerun", type(exc).__name__, snapshot.run_id)
-        app_spent, job_spent = float("inf"), float("inf")
-    why = budget.over_budget(estimate.usd, app_spent=app_spent, app_cap=app_cap, job_spent=job_spent,
-                             job_cap_usd=job_cap)
-    if not why:
-        return plan, cost
-    cost["stopped_by"] = "app" if "TRIAGE_BUDGET_USD_PER_DAY" in why else "job"
-    cost["reason"] = why
-    plan = dataclasses.replace(
-        plan, action=Action.SEND_EMAIL, kind="notify", notify="owner", requests=(), not_before=now, restore={},
-        fallback_reason=f"budget: {why}",
-        recommendation=f"Rerun it by hand if it is worth about ${estimate.usd:.2f}, or raise the budget.")
-    return plan, cost
-
-
-def _say_budget(decision: Decision, cost: dict) -> Decision:
-    """A decision the budget stopped says so in its reason, with what the rerun would have cost."""
-    if not cost.get("stopped_by"):
-        return decision
-    import dataclasses
-
-    return dataclasses.replace(decision, reason=f"Not retried: {cost['reason']}. {decision.reason}".strip())
-
-
-def _spend_rerun(record: DecisionRecord, store: Store) -> None:
-    """Count a started rerun's estimate against today's budget (only the worker whose
-    ``decided -> acting`` write won gets here, so it is counted once)."""
-    from shared.store.spend import add_spend, day_of
-
-    cost = record.decision.get("cost") if isinstance(record.decision, dict) else None
-    usd = (cost or {}).get("rerun", {}).get("usd") if isinstance(cost, dict) else None
-    if not usd or record.action_result.get("error"):
-        return
-    try:
-        add_spend(store, float(usd), day=day_of(), job_id=record.job_id)
-    except Exception as exc:  # noqa: BLE001 - the rerun is started; a lost count is logged, not fatal
-        log.warning("could not count the rerun of %s against the budget: %s", record.decision_key, exc)
+    return within_budget(plan, snapshot, settings, store, now)
 
 
 def _no_rerun_from_partial_definition(plan: Any, snapshot: Snapshot) -> Any:
@@ -434,6 +380,7 @@ def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: A
     retrying | escalated (docs/lifecycle.md). The acting write records the attempt number first,
     so a worker that dies mid-action leaves a record the sweep can reconcile."""
     from shared.databricks.actions import execute
+    from shared.databricks.budget import spend_rerun
     from shared.errors import ResizeRefused, TriageError
 
     prev = dict(record.action_result or {}) if record.status in ("retrying", "acting") else {}
@@ -454,7 +401,7 @@ def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: A
     try:
         if sends:
             record.action_result = {**record.action_result, **_redact_obj(execute(plan, client, store=store))}
-            _spend_rerun(record, store)
+            spend_rerun(record, store)
         elif final_action in ("SEND_EMAIL", "ESCALATE"):
             result = (notifier.notify(snapshot, decision, record) if notifier is not None
                       else {"status": "not configured"})
@@ -562,6 +509,7 @@ def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notif
             lookback_s: int = 2 * 86400) -> list[DecisionRecord]:
     """Carry out act-mode decisions whose back-off has passed (called by every sweep)."""
     from shared.databricks.actions import effective_decision
+    from shared.databricks.budget import say_budget
     from shared.databricks.capture import capture_snapshot
 
     now = now or now_ms()
@@ -588,7 +536,7 @@ def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notif
             continue
         decision = decision_of_record(rec)
         plan, cost = _plan(snapshot, decision, settings, store, now)
-        decision = _say_budget(effective_decision(decision, plan), cost)
+        decision = say_budget(effective_decision(decision, plan), cost)
         if cost.get("stopped_by"):      # the budget was spent meanwhile: the record says so
             rec.action, rec.reason = decision.action.value, _redact(decision.reason)
         if cost:
