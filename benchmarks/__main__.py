@@ -4,7 +4,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ("classifier", "api_calls", "llm_calls", "model_veto", "trust", "lineage_replay", "cold_start")
+BENCHMARKS = ("classifier", "api_calls", "llm_calls", "model_veto", "trust", "lineage_replay", "cold_start", "cost")
 
 
 def main() -> int:
