@@ -102,8 +102,8 @@ class Channel:
         return self._client.post_json(self.name, self._url(), body), {}
 
     # --- building --------------------------------------------------------------------------
-    def links(self, decision_key: str) -> dict[str, str]:
-        """The signed feedback links (when TRIAGE_PUBLIC_BASE_URL and the signing key are set)."""
+    def links(self, record: "DecisionRecord", decision_key: str) -> dict[str, str]:
+        """The decision's signed links (when TRIAGE_PUBLIC_BASE_URL and the signing key are set)."""
         if not self._settings.public_base_url:
             return {}
         try:
@@ -135,7 +135,7 @@ class Channel:
                outage: incidents.Incident | None = None, links: Mapping[str, str] | None = None) -> Notice:
         key = record.decision_key or snapshot.decision_key
         return build_notice(snapshot, decision, record, settings=self._settings,
-                            links=self.links(key) if links is None else links,
+                            links=self.links(record, key) if links is None else links,
                             scrub=self._secrets.scrub, now=self._clock(), outage=outage)
 
     def preview(self, snapshot: "Snapshot", decision: Decision, record: "DecisionRecord", *,
