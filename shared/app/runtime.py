@@ -217,13 +217,14 @@ def build_notifier(settings: "Settings", secrets: "SecretProvider", *, store: "S
 
         email = EmailNotifier.from_settings(settings, store=store, secrets=secrets, **kwargs)
     routes = set(settings.notify_via) | set(settings.escalate_via)
-    if not channels and routes <= {"email"}:
+    if not channels and (routes <= {"email"} or email is None):
         if email is not None:
             return email
         from shared.notify import NullNotifier
 
-        log.info("email is not configured (EMAIL_SENDER and ACS_ENDPOINT / ACS_CONNECTION_STRING): "
-                 "decisions are recorded, nobody is emailed")
+        log.info("no notification channel is configured (email: EMAIL_SENDER and ACS_ENDPOINT / "
+                 "ACS_CONNECTION_STRING; %s: their secrets): decisions are recorded, nobody is told",
+                 ", ".join(sorted(routes - {"email"})) or "others")
         return NullNotifier()
     from shared.notify.routing import RoutedNotifier
 

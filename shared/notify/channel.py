@@ -6,7 +6,7 @@ A channel subclasses ``Channel`` and says how a ``Notice`` becomes its wire payl
 ``Notifier`` protocol — then:
 
 1. skips actions that need nobody (RETRY, IGNORE, ...);
-2. claims ``(channel, decision key)`` in the store (``TriageState`` kind ``channel``) with a
+2. claims ``(channel, action, decision key)`` in the store (``TriageState`` kind ``channel``) with a
    conditional write: a second delivery of the same decision reports the first one's result
    instead of posting again; a failed or abandoned attempt is taken over under its etag;
 3. joins the failure's incident (``shared.notify.incidents``; idempotent per decision), so the
@@ -159,7 +159,7 @@ class Channel:
             return {"status": "skipped", "channel": self.name, "reason": f"action {action.value} needs nobody",
                     "at": now_ms}
         try:
-            claim = self._claim(key, now_ms)
+            claim = self._claim(f"{action.value}:{key}", now_ms)
         except StoreError as exc:
             return self._failed(f"store: {exc}", now_ms, attempts=1, retryable=True)
         if claim is not None and "duplicate" in claim:
@@ -183,7 +183,7 @@ class Channel:
                 result["incident"] = outage.dedup_key
                 result["incident_key"] = outage.key
                 result["incident_jobs"] = len(outage.jobs)
-        self._finish(key, claim, result)
+        self._finish(f"{action.value}:{key}", claim, result)
         if result["status"] == "failed":
             _log.warning("%s message for decision %s not sent: %s", self.name, key, result["error"])
         return result

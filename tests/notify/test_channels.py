@@ -325,6 +325,12 @@ def test_build_notifier_routes_when_a_channel_is_configured(services, store):
     settings = Settings.from_env(_env(services, TRIAGE_ESCALATE_VIA="pagerduty"))
     n = build_notifier(settings, SecretProvider.from_settings(settings), store=store)
     assert isinstance(n, RoutedNotifier) and set(n.names) == {"pagerduty", "teams", "slack", "webhook"}
+    # a route naming channels whose secrets are not set, and no email: nobody could be told
+    settings = Settings.from_env({"TRIAGE_ESCALATE_VIA": "pagerduty", "TRIAGE_MODE": "act"})
+    assert isinstance(build_notifier(settings, SecretProvider.from_settings(settings), store=store), NullNotifier)
+    from shared.app.runtime import open_runtime
+    with pytest.raises(ConfigError, match="needs a notification channel"):
+        open_runtime(settings, store=store)
 
 
 # --- one incident per outage ------------------------------------------------------------------
