@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--category", metavar="CATEGORY", type=str.upper,
                    choices=[c.value for c in Category], help="what the failure really was (with --verdict wrong)")
     p.add_argument("--comment", metavar="TEXT", help="a note (redacted, at most 1000 characters)")
-    p.add_argument("--job", metavar="ID", help="the job id (faster on Table Storage)")
+    p.add_argument("--job", metavar="NAME_OR_ID", help="the job id (faster on Table Storage) or name")
     p.set_defaults(run=run)
 
 
@@ -35,10 +35,15 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     from shared.learning.feedback import record_feedback
 
     with open_cli_store(ctx, write=False) as store:   # an existing decision is updated; nothing created
+        job = (args.job or "").strip() or None
+        if job is not None and store.get(args.key, job_id=job) is None:     # --job may be the job's name
+            found = store.get(args.key)
+            if found is not None and (found.job_name or "").casefold() == job.casefold():
+                job = found.job_id
         try:
             record = record_feedback(store, args.key, args.verdict, correct_action=args.action,
                                      correct_category=args.category, comment=args.comment, source="cli",
-                                     job_id=args.job)
+                                     job_id=job)
         except ValueError as exc:
             ctx.error(exc)
             return 2

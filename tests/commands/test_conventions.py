@@ -211,3 +211,17 @@ def test_export_finetune_writes_into_missing_folders(tmp_path):
     assert "note: -o FILE is deprecated, use --out FILE" in err
     code, out, _ = _run(["export-finetune", "--out", str(target), "-o", "json", "-q"], env)
     assert code == 0 and json.loads(out)["train_file"] == str(target)
+
+
+def test_feedback_job_by_name(tmp_path):
+    from shared.config import Settings
+    from shared.store import DecisionRecord, open_store
+
+    env = {"TRIAGE_STORAGE": f"sqlite:///{tmp_path / 't.db'}"}
+    with open_store(Settings.from_env(env)) as store:
+        store.claim(DecisionRecord(decision_key="9-0", job_id="99", run_id=9, job_name="Nightly ETL",
+                                   category="NETWORK", action="RETRY"))
+    code, out, err = _run(["feedback", "9-0", "--verdict", "correct", "--job", "nightly etl", "-q"], env)
+    assert code == 0 and out.startswith("feedback on 9-0 (job 99, NETWORK -> RETRY)"), err
+    code, _, err = _run(["feedback", "9-0", "--verdict", "correct", "--job", "other job", "-q"], env)
+    assert code == 1 and "DecisionNotFound" in err
