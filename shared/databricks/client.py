@@ -223,6 +223,16 @@ def _surely_not_processed(outcome: Any) -> bool:
     return status == 400 and _error_code_of(outcome) in _RETRYABLE_ERROR_CODES
 
 
+def _cause_of(exc: BaseException) -> BaseException | None:
+    """The exception behind a transport error: urllib3's ``reason`` (when it is an exception,
+    not a text), the first argument that is one, or the chained cause."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, BaseException):
+        return reason
+    first = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+    return first or exc.__cause__ or exc.__context__
+
+
 def _refused(outcome: Any) -> bool:
     """The connection was refused (nothing listens on the port) or the host name does not resolve."""
     if not isinstance(outcome, BaseException):
@@ -234,8 +244,7 @@ def _refused(outcome: Any) -> bool:
             return True
         if type(root).__name__ == "NameResolutionError":
             return True
-        nxt = getattr(root, "reason", None) or (root.args[0] if root.args and isinstance(
-            root.args[0], BaseException) else None) or root.__cause__ or root.__context__
+        nxt = _cause_of(root)
         if nxt is root:
             break
         root, seen = nxt, seen + 1
@@ -274,8 +283,7 @@ def _describe_exception(exc: BaseException, host: str) -> str:
         root: BaseException | None = exc
         seen = 0
         while root is not None and seen < 10:   # the deepest cause: an OSError with a reason
-            nxt = getattr(root, "reason", None) or (root.args[0] if root.args and isinstance(
-                root.args[0], BaseException) else None) or root.__cause__ or root.__context__
+            nxt = _cause_of(root)
             if nxt is None or nxt is root:
                 break
             root, seen = nxt, seen + 1

@@ -225,3 +225,14 @@ def test_feedback_job_by_name(tmp_path):
     assert code == 0 and out.startswith("feedback on 9-0 (job 99, NETWORK -> RETRY)"), err
     code, _, err = _run(["feedback", "9-0", "--verdict", "correct", "--job", "other job", "-q"], env)
     assert code == 1 and "DecisionNotFound" in err
+
+
+def test_a_tls_failure_is_one_line_not_a_crash(fake_databricks, tmp_path):
+    # https:// to a server that speaks plain HTTP: the TLS error's own 'reason' is a text, which the
+    # refused-connection check and the description must step over.
+    env = {"DATABRICKS_HOST": fake_databricks.url.replace("http://", "https://"),
+           "DATABRICKS_TOKEN": fake_databricks.token, "TRIAGE_STORAGE": f"sqlite:///{tmp_path / 't.db'}"}
+    code, out, err = _run(["triage", "--run-id", "1", "--timeout", "5", "-q"], env)
+    assert code == 1 and out == ""
+    [line] = err.splitlines()
+    assert line.startswith("error: DatabricksError: cannot connect to 127.0.0.1") and "SSL" in line, line
