@@ -1,6 +1,6 @@
-"""HTTP feedback on decisions: ``POST /api/feedback`` (function key) for tools, and
-``GET /api/feedback/{token}`` (anonymous: the signed token is the credential) for the links in
-triage emails. What each answers is described, and handled, in ``shared/app/feedback.py``;
+"""HTTP feedback on decisions: ``POST /api/feedback`` (function key) for tools;
+``GET /api/feedback/{token}`` (a confirmation page) and ``POST /api/feedback/confirm`` (its
+button) for the links in triage emails, anonymous because the signed token is the credential. What each answers is described, and handled, in ``shared/app/feedback.py``;
 the triggers below only build settings, store and signing key from the environment.
 """
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import azure.functions as func
 
 from shared.errors import ConfigError, SecretError, StoreError
-from shared.app.feedback import handle_link, handle_post, page
+from shared.app.feedback import handle_confirm, handle_link, handle_post, page
 from shared.app.http import json_response
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,23 +49,44 @@ def feedback_post(req: func.HttpRequest) -> func.HttpResponse:
         log.warning("feedback endpoint unavailable: %s", exc)
         return json_response(503, {"error": "the decision store is unavailable; try again later"})
     with store:
-        return handle_post(req, store=store)
+        return handle_post(req, store=store, settings=settings)
+
+
+def _signing_key(settings: Any) -> bytes | None:
+    from shared.app.runtime import build_secrets
+    from shared.signing import key_from_secret
+
+    with build_secrets(settings) as secrets:
+        raw = secrets.get_optional("TRIAGE_FEEDBACK_SIGNING_KEY")
+    return key_from_secret(raw) if raw else None
 
 
 @bp.function_name("feedback_link")
 @bp.route(route="feedback/{token}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def feedback_link(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.app.runtime import build_secrets
-    from shared.signing import key_from_secret
-
-    key: bytes | None = None
+    """The page a link in an email opens: it shows what the link does and changes nothing."""
     try:
         settings = _settings()
-        with build_secrets(settings) as secrets:
-            raw = secrets.get_optional("TRIAGE_FEEDBACK_SIGNING_KEY")
-        key = key_from_secret(raw) if raw else None
+        key = _signing_key(settings)
     except (ConfigError, SecretError, ValueError) as exc:
         log.warning("feedback signing key unavailable: %s", exc)
         return page(503, "Feedback links are not set up",
                      ["This app cannot read its feedback signing key. Ask the team that runs it."])
     return handle_link(req, signing_key=key, open_store=lambda: _open_store(settings))
+
+
+@bp.function_name("feedback_confirm")
+@bp.route(route="feedback/confirm", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def feedback_confirm(req: func.HttpRequest) -> func.HttpResponse:
+    """The confirmation page's button: the signed token in the form body is the credential."""
+    from shared.app.runtime import open_runtime
+
+    try:
+        settings = _settings()
+        key = _signing_key(settings)
+    except (ConfigError, SecretError, ValueError) as exc:
+        log.warning("feedback signing key unavailable: %s", exc)
+        return page(503, "Feedback links are not set up",
+                     ["This app cannot read its feedback signing key. Ask the team that runs it."])
+    return handle_confirm(req, signing_key=key, open_store=lambda: _open_store(settings),
+                          open_runtime=lambda: open_runtime(settings), settings=settings)

@@ -49,6 +49,8 @@ COMMANDS = (
     "email_preview",
     "notify_preview",
     "feedback",
+    "approve",
+    "precedents",
     "report",
     "export_finetune",
     "demo",

@@ -209,6 +209,7 @@ class Settings:
     email_window_s: int = 6 * 3600            # TRIAGE_EMAIL_WINDOW: repeated failures -> one email
     public_base_url: str = ""                 # TRIAGE_PUBLIC_BASE_URL: https://<app>.azurewebsites.net
     feedback_link_ttl_s: int = 14 * 86400     # TRIAGE_FEEDBACK_LINK_TTL
+    precedent_ttl_s: int = 90 * 86400         # TRIAGE_PRECEDENT_TTL
     hopeless_after: int = 3                   # TRIAGE_HOPELESS_AFTER: failed auto-retries of a fingerprint
     hopeless_window_s: int = 7 * 86400        # TRIAGE_HOPELESS_WINDOW
     max_task_outputs: int = 20                # TRIAGE_MAX_TASK_OUTPUTS: task outputs read per failed run
@@ -275,6 +276,7 @@ class Settings:
             email_window_s=_duration(e, "TRIAGE_EMAIL_WINDOW", "6h"),
             public_base_url=e.get("TRIAGE_PUBLIC_BASE_URL", "").strip().rstrip("/"),
             feedback_link_ttl_s=_duration(e, "TRIAGE_FEEDBACK_LINK_TTL", "14d"),
+            precedent_ttl_s=_duration(e, "TRIAGE_PRECEDENT_TTL", "90d"),
             hopeless_after=_int(e, "TRIAGE_HOPELESS_AFTER", 3, 1, 100),
             hopeless_window_s=_duration(e, "TRIAGE_HOPELESS_WINDOW", "7d"),
             max_task_outputs=_int(e, "TRIAGE_MAX_TASK_OUTPUTS", 20, 1, 1000),

@@ -1,11 +1,14 @@
 """Signed, expiring feedback tokens for the links in triage emails.
 
-A token says "whoever holds this may record verdict V on decision K until time E". It is
-``<payload>.<signature>``, both URL-safe base64 without padding, so it fits in a URL path
-segment (``/api/feedback/{token}``):
+A token says "whoever holds this may record verdict V on decision K of job J in workspace W
+until time E". It is ``<payload>.<signature>``, both URL-safe base64 without padding, so it fits
+in a URL path segment (``/api/feedback/{token}``):
 
-- payload: compact JSON ``{"d": decision_key, "v": verdict, "e": expires_at}`` (seconds since
-  the epoch, UTC);
+- payload: compact JSON ``{"d": decision_key, "v": verdict, "e": expires_at, "j": job_id,
+  "w": workspace}`` (seconds since the epoch, UTC). The job and workspace bind the token to one
+  decision: decision keys are ``<run_id>-<repair_count>``, unique only within a job, so a link
+  from job 10's email must not land on job 20's decision with the same key. Verdicts are
+  ``correct``/``wrong`` (feedback) and ``approve``/``reject`` (an approval request);
 - signature: HMAC-SHA256 over ``b"triage-feedback-v1." + payload`` with the key from the secret
   ``TRIAGE_FEEDBACK_SIGNING_KEY``.
 
@@ -28,14 +31,17 @@ from datetime import datetime, timezone
 __all__ = [
     "FeedbackClaim",
     "VERDICTS",
+    "APPROVAL_VERDICTS",
     "MIN_KEY_BYTES",
     "MAX_TOKEN_LENGTH",
     "make_token",
     "verify_token",
+    "token_id",
     "key_from_secret",
 ]
 
 VERDICTS = ("correct", "wrong")     # the verdicts the email links offer
+APPROVAL_VERDICTS = ("approve", "reject")   # the buttons of an approval request
 MIN_KEY_BYTES = 16
 MAX_TOKEN_LENGTH = 1024
 _DOMAIN = b"triage-feedback-v1."
@@ -51,6 +57,8 @@ class FeedbackClaim:
     decision_key: str
     verdict: str
     expires_at: int
+    job_id: str = ""          # the job the decision belongs to ("" only in tokens made unbound)
+    workspace: str = ""       # the workspace host of the decision
 
 
 def key_from_secret(value: str | bytes) -> bytes:
@@ -61,8 +69,10 @@ def key_from_secret(value: str | bytes) -> bytes:
     return key
 
 
-def make_token(key: bytes, decision_key: str, verdict: str, *, expires_at: int) -> str:
-    """A signed token for ``verdict`` on ``decision_key``, valid until ``expires_at`` (epoch s)."""
+def make_token(key: bytes, decision_key: str, verdict: str, *, expires_at: int, job_id: str = "",
+               workspace: str = "") -> str:
+    """A signed token for ``verdict`` on ``decision_key`` (of ``job_id`` in ``workspace``), valid
+    until ``expires_at`` (epoch s). Links in emails always bind the job and workspace."""
     _check_key(key)
     if not isinstance(decision_key, str) or not decision_key or len(decision_key) > _MAX_KEY_CHARS \
             or any(ord(c) < 32 for c in decision_key):
@@ -71,8 +81,15 @@ def make_token(key: bytes, decision_key: str, verdict: str, *, expires_at: int) 
         raise ValueError(f"verdict {verdict!r} must be a short lower-case word such as {' or '.join(VERDICTS)}")
     if isinstance(expires_at, bool) or not isinstance(expires_at, int) or expires_at <= 0:
         raise ValueError("expires_at must be a positive whole number of seconds since the epoch")
-    payload = json.dumps({"d": decision_key, "v": verdict, "e": expires_at}, separators=(",", ":"),
-                         ensure_ascii=True).encode("ascii")
+    for name, value in (("job_id", job_id), ("workspace", workspace)):
+        if not isinstance(value, str) or len(value) > _MAX_KEY_CHARS or any(ord(c) < 32 for c in value):
+            raise ValueError(f"{name} must be a printable string of at most 256 characters")
+    doc: dict[str, object] = {"d": decision_key, "v": verdict, "e": expires_at}
+    if job_id:
+        doc["j"] = job_id
+    if workspace:
+        doc["w"] = workspace
+    payload = json.dumps(doc, separators=(",", ":"), ensure_ascii=True).encode("ascii")
     body = _b64encode(payload)
     return f"{body}.{_b64encode(_sign(key, body))}"
 
@@ -106,10 +123,19 @@ def verify_token(key: bytes, token: str, *, now: int | float) -> FeedbackClaim:
     if not isinstance(decision_key, str) or not decision_key or not isinstance(verdict, str) \
             or isinstance(expires_at, bool) or not isinstance(expires_at, int):
         raise ValueError("malformed token: the payload lacks a decision key, verdict or expiry")
+    job_id, workspace = doc.get("j", ""), doc.get("w", "")
+    if not isinstance(job_id, str) or not isinstance(workspace, str):
+        raise ValueError("malformed token: the job or workspace is not a string")
     if now >= expires_at:
         when = datetime.fromtimestamp(expires_at, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         raise ValueError(f"expired: the link was valid until {when}")
-    return FeedbackClaim(decision_key=decision_key, verdict=verdict, expires_at=expires_at)
+    return FeedbackClaim(decision_key=decision_key, verdict=verdict, expires_at=expires_at, job_id=job_id,
+                         workspace=workspace)
+
+
+def token_id(token: str) -> str:
+    """A short, stable id of a token (for single-use bookkeeping): never the token itself."""
+    return hashlib.sha256(str(token).encode("utf-8")).hexdigest()[:40]
 
 
 def _check_key(key: bytes) -> None:

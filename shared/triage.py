@@ -72,7 +72,11 @@ def decide(
     decision.excerpt = _redact(decision.excerpt)
     decision.fingerprint = _fingerprint(decision)
 
-    if use_llm and (llm is not None or settings.llm_configured):
+    # A person's correction of this failure in this job (or workspace) decides it: no model asked.
+    precedent = _apply_precedent(store, snapshot, decision) if store is not None else None
+    if precedent is not None:
+        decision = precedent
+    elif use_llm and (llm is not None or settings.llm_configured):
         from shared import llm as llm_mod
 
         history: list = []
@@ -153,6 +157,20 @@ def _model_only_retries(store: Store, snapshot: Snapshot) -> int:
         log.warning("could not read the model-only retry count of run %s: %s", snapshot.run_id, exc)
         return 1
     return int(entry.value.get("count", 0)) if entry else 0
+
+
+def _apply_precedent(store: Store, snapshot: Snapshot, decision: Decision) -> Decision | None:
+    """The decision a live precedent makes for this failure (shared.learning.precedents), or
+    None. Advisory like the rest of learning: a store hiccup here never blocks a decision."""
+    from shared.learning.precedents import apply_precedent, find_precedent
+
+    try:
+        found = find_precedent(store, workspace=snapshot.workspace_host, job_id=str(snapshot.job_id or "nojob"),
+                               fingerprint=decision.fingerprint)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not read the precedents of run %s: %s", snapshot.run_id, exc)
+        return None
+    return apply_precedent(decision, found) if found else None
 
 
 def _learning_context(store: Store, snapshot: Snapshot, decision: Decision) -> tuple[list, list]:
@@ -327,12 +345,24 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Databrick
         record.decision["cost"] = cost
     record.action_request = _stored_request(plan.to_dict())
     record.not_before = int(getattr(plan, "not_before", 0) or 0)
+    if decision.approval == "pending" and decision.proposed_action:   # what approving would send (docs/trust.md)
+        from dataclasses import replace as _replace
+
+        from shared.models import Action
+
+        proposed = _replace(decision, action=Action(decision.proposed_action), params=dict(decision.proposed_params))
+        record.decision["proposed_request"] = _stored_request(plan_action(snapshot, proposed, settings,
+                                                                          now_ms=now_ms()).to_dict())
 
     claim = store.claim(record)
     if not claim.won:
         log.info("decision %s already claimed by another delivery", record.decision_key)
         return TriageResult(claim.record, duplicate=True, message=f"already decided as {record.decision_key}")
     record = claim.record
+    if decision.precedent and decision.precedent.get("id"):
+        from shared.learning.precedents import note_fired
+
+        note_fired(store, str(decision.precedent["id"]), record.decision_key)
 
     if record.mode != "act":
         return TriageResult(record, message="shadow mode: decision recorded, nothing sent")
@@ -372,6 +402,18 @@ def _no_rerun_from_partial_definition(plan: Any, snapshot: Snapshot) -> Any:
         fallback_reason="part of the job's definition could not be read from Databricks "
                         f"({'; '.join(dropped[:2])}), so a rerun would not be the job's own",
         recommendation="Rerun the failed task(s) on a bigger cluster from the job itself.")
+
+
+def stored_request(plan_dict: Any) -> Any:
+    """A plan as it is stored on a decision: redacted, job input values not kept."""
+    return _stored_request(plan_dict)
+
+
+def carry_out(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: Any, settings: Settings, *,
+              client: DatabricksClient, store: Store, notifier: Notifier | None) -> TriageResult:
+    """Carry a decided record out through the pipeline's lifecycle (decided -> acting under etag
+    -> acted | failed): what an approved proposal goes through (shared.app.approvals)."""
+    return _act(record, snapshot, decision, plan, settings, client=client, store=store, notifier=notifier)
 
 
 def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: Any, settings: Settings, *,

@@ -43,7 +43,7 @@ def _user(name):
 
 def test_app_indexes_exactly_the_expected_functions():
     assert set(FUNCTIONS) == {"databricks_webhook", "triage_worker", "triage_poison", "triage_sweep", "health",
-                              "feedback_post", "feedback_link"}
+                              "feedback_post", "feedback_link", "feedback_confirm"}
     for fn in FUNCTIONS.values():   # what the host reads: every binding serialises, one trigger each
         json.loads(fn.get_function_json())
         assert sum(1 for b in fn.get_bindings() if b.get_dict_repr()["type"].endswith("Trigger")) == 1

@@ -217,7 +217,12 @@ def test_decide_prompt_carries_job_history_and_human_correction(fake_openai, sto
     record_feedback(store, rec.decision_key, "wrong", correct_action="SEND_EMAIL", correct_category="DATA",
                     comment="landing checker rejections are vendor data problems", job_id=rec.job_id)
 
-    later = make_snapshot("Vendor file feed_18.csv rejected by the landing checker")
+    # The same failure again (same fingerprint) is decided by the correction itself, a precedent:
+    # no model asked. A similar failure (another fingerprint) goes to the model with the
+    # correction as an example.
+    same = decide(make_snapshot("Vendor file feed_18.csv rejected by the landing checker"), settings, store=store)
+    assert same.decided_by == "precedent" and same.action.value == "SEND_EMAIL" and fake_openai.calls == 0
+    later = make_snapshot("Vendor file feed_18.csv rejected by the landing checker: header row missing")
     decided = decide(later, settings, store=store)
     assert fake_openai.calls == 1
     prompt = fake_openai.requests[0].user_message

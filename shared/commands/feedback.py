@@ -27,6 +27,9 @@ def register(subparsers: Any) -> None:
                    choices=[c.value for c in Category], help="what the failure really was (with --verdict wrong)")
     p.add_argument("--comment", metavar="TEXT", help="a note (redacted, at most 1000 characters)")
     p.add_argument("--job", metavar="NAME_OR_ID", help="the job id (faster on Table Storage) or name")
+    p.add_argument("--scope", choices=("job", "workspace"),
+                   help="a correction decides the next failure like this one in the same job (default) "
+                        "or in any job of the workspace")
     p.set_defaults(run=run)
 
 
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         try:
             record = record_feedback(store, args.key, args.verdict, correct_action=args.action,
                                      correct_category=args.category, comment=args.comment, source="cli",
-                                     job_id=job)
+                                     job_id=job, settings=ctx.settings(), scope=args.scope)
         except ValueError as exc:
             ctx.error(exc)
             return 2
@@ -51,6 +54,10 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
             ctx.error(exc)
             return 1
     fb = {k: v for k, v in record.feedback.items() if k != "history"}
+    if fb.get("verdict") == "wrong" and fb.get("correct_action"):
+        ctx.note(f"precedent: the next failure like this one in "
+                 f"{'the workspace' if args.scope == 'workspace' else 'job ' + record.job_id} is decided "
+                 f"{fb['correct_action']} (python -m shared precedents list)")
     ctx.stdout.write(f"feedback on {record.decision_key} (job {record.job_id}, {record.category} -> "
                      f"{record.action}): {json.dumps(fb, ensure_ascii=False, sort_keys=True)}\n")
     return 0

@@ -163,12 +163,18 @@ def _new_feedback(record: DecisionRecord, verdict: str, action: Action | None, c
 
 def record_feedback(store: Store, decision_key: str, verdict: str, *, correct_action: str | None = None,
                     correct_category: str | None = None, comment: str | None = None, source: str = "cli",
-                    now_ms: int | None = None, job_id: str | None = None) -> DecisionRecord:
+                    now_ms: int | None = None, job_id: str | None = None, settings: Any = None,
+                    scope: str | None = None) -> DecisionRecord:
     """Record a person's verdict on a decision and return the stored record.
 
     ``verdict``: ``correct`` or ``wrong``; ``correct_action`` (and optionally ``correct_category``)
     say what should have been decided. Raises ``ValueError`` for invalid input (the message says
-    what to fix) and ``DecisionNotFound`` when no decision has that key."""
+    what to fix) and ``DecisionNotFound`` when no decision has that key.
+
+    A correction becomes a precedent (``shared.learning.precedents``) for the job, or for the
+    workspace with ``scope="workspace"``; ``settings`` gives its lifetime (TRIAGE_PRECEDENT_TTL)."""
+    if scope is not None and scope not in ("job", "workspace"):
+        raise ValueError("scope must be job or workspace")
     key = _check_key(decision_key)
     v = _check_verdict(verdict)
     action = parse_action(correct_action)
@@ -183,6 +189,8 @@ def record_feedback(store: Store, decision_key: str, verdict: str, *, correct_ac
             raise DecisionNotFound(f"no decision with key {key!r}" + (f" for job {job_id}" if job_id else ""))
         feedback = _new_feedback(record, v, action, category, text, source, now)
         if feedback is None:
+            if scope == "workspace":     # the same correction again, now for the whole workspace
+                _precedent(store, record, settings, scope, now)
             return record
         changed = DecisionRecord.from_dict(record.to_dict(), etag=record.etag)
         changed.feedback = feedback
@@ -190,9 +198,20 @@ def record_feedback(store: Store, decision_key: str, verdict: str, *, correct_ac
         if result.ok and result.record is not None:
             log.info("feedback on decision %s: %s (%s)", key, v, source)
             _index(store, result.record, now)
+            _precedent(store, result.record, settings, scope, now)
             return result.record
         record = result.record
     raise StoreError(f"decision {key}: feedback not recorded, the decision kept changing ({_ATTEMPTS} attempts)")
+
+
+def _precedent(store: Store, record: DecisionRecord, settings: Any, scope: str | None, now: int) -> None:
+    from shared.config import Settings
+    from shared.learning.precedents import on_feedback
+
+    try:
+        on_feedback(store, record, settings if settings is not None else Settings(), scope=scope, now_ms=now)
+    except StoreError as exc:   # the verdict is stored; the precedent lags (the next verdict retries it)
+        log.warning("precedent not updated for decision %s: %s", record.decision_key, exc)
 
 
 # --- the corrections index ---------------------------------------------------------------------------

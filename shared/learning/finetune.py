@@ -17,6 +17,8 @@ Which decisions are *confirmed* (and what the label is) — see docs/learning.md
 
 1. feedback ``wrong`` with a ``correct_action``: the corrected action (and category, when given);
 2. feedback ``correct``: the decision as made;
+2a. an approval request a person answered (docs/trust.md): approved, the retry carried out
+   (source ``approval``); rejected, the cautious decision as made (source ``rejection``);
 3. no feedback, and a retry that succeeded — the app's own (act mode) or, for a retry decision in
    shadow mode, a person's rerun: the decision as made.
 
@@ -120,7 +122,14 @@ def label_of(record: DecisionRecord) -> tuple[str, str, str] | None:
     fb = record.feedback or {}
     out = record.outcome or {}
     verdict = fb.get("verdict")
-    if verdict == "wrong":
+    approval = str((record.decision or {}).get("approval") or "")
+    if approval == "approved" and record.decided_by == "person" and verdict != "wrong":
+        # A person approved the proposed retry: what was carried out is the label.
+        category, action, source = record.category, record.action, "approval"
+    elif approval == "rejected" and verdict != "wrong":
+        # A person rejected the proposed retry: the cautious decision as made is the label.
+        category, action, source = record.category, record.action, "rejection"
+    elif verdict == "wrong":
         if not fb.get("correct_action"):
             return None
         category, action, source = fb.get("correct_category") or record.category, fb["correct_action"], "correction"

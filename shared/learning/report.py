@@ -128,6 +128,7 @@ class Report:
     modes: dict[str, int]
     open_work: dict[str, int] = field(default_factory=dict)   # act mode: retrying / escalated / undelivered
     spend: dict[str, Any] = field(default_factory=dict)   # shared.learning.spend.summarise_spend
+    precedents: list[dict[str, Any]] = field(default_factory=list)   # corrections that decided, and how it went
 
 
 def _order(category: str) -> tuple[int, str]:
@@ -178,6 +179,7 @@ def build_report(records: Iterable[DecisionRecord], *, since_ms: int, until_ms: 
             f["jobs"].add(r.job_id)
             if r.created_at >= f["last_ms"]:
                 f["last_ms"], f["excerpt"], f["category"] = r.created_at, root_line(r.excerpt), cat
+    precedents = _precedents(chosen)
     rows = sorted(groups.values(), key=lambda x: (_order(x.category), _action_order(x.action)))
     categories = sorted(cats.values(), key=lambda x: _order(x.category))
     top_jobs = sorted(jobs.values(), key=lambda j: (-j["decisions"], str(j["job_id"])))[:TOP_N]
@@ -201,7 +203,8 @@ def build_report(records: Iterable[DecisionRecord], *, since_ms: int, until_ms: 
     }
     return Report(since_ms=since_ms, until_ms=until_ms, rows=rows, categories=categories, total=total,
                   top_jobs=top_jobs, top_fingerprints=top_fps, per_day=per_day, modes=dict(modes),
-                  open_work=open_work, spend=summarise_spend(chosen, budget_usd_per_day=budget_usd_per_day))
+                  open_work=open_work, spend=summarise_spend(chosen, budget_usd_per_day=budget_usd_per_day),
+                  precedents=precedents)
 
 
 def _open_work_line(report: Report) -> str:
@@ -211,6 +214,33 @@ def _open_work_line(report: Report) -> str:
         return ""
     return (f"Not done yet: {w.get('retrying', 0)} action(s) retrying, {w.get('undelivered', 0)} notification(s) "
             f"undelivered; {w.get('escalated', 0)} decision(s) escalated to a person")
+
+
+def _precedents(records: list[DecisionRecord]) -> list[dict[str, Any]]:
+    """Per precedent (shared.learning.precedents): how often it decided in the period, and whether
+    what followed agreed — a person's verdict (correct/wrong) first, else the retry's outcome
+    (succeeded/failed), else a shadow decision's comparison with what people did."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        p = (r.decision or {}).get("precedent")
+        if not isinstance(p, dict) or not p.get("id"):
+            continue
+        row = out.setdefault(str(p["id"]), {"id": str(p["id"]), "scope": str(p.get("scope") or ""),
+                                            "action": str(p.get("action") or ""), "job_id": r.job_id,
+                                            "from_decision": str(p.get("decision_key") or ""),
+                                            "fired": 0, "agreed": 0, "disagreed": 0, "unknown": 0})
+        row["fired"] += 1
+        verdict = (r.feedback or {}).get("verdict")
+        outcome = r.outcome or {}
+        if verdict in ("correct", "wrong"):
+            row["agreed" if verdict == "correct" else "disagreed"] += 1
+        elif r.action in _RETRIES and outcome.get("result") in ("succeeded", "failed"):
+            row["agreed" if outcome["result"] == "succeeded" else "disagreed"] += 1
+        elif outcome.get("agreed") in (True, False):
+            row["agreed" if outcome["agreed"] else "disagreed"] += 1
+        else:
+            row["unknown"] += 1
+    return sorted(out.values(), key=lambda x: (-x["fired"], x["id"]))
 
 
 def load_report(store: Store, *, since_s: int, now_ms: int | None = None,
@@ -312,6 +342,11 @@ def render_text(report: Report) -> str:
     out.append(_table(["FINGERPRINT", "CATEGORY", "DECISIONS", "JOBS", "ROOT_CAUSE"],
                       [[f["fingerprint"], f["category"], str(f["decisions"]), str(f["jobs"]),
                         f["excerpt"][:100] or "-"] for f in report.top_fingerprints]))
+    if report.precedents:
+        out += ["", "Precedents (corrections that decided)"]
+        out.append(_table(["PRECEDENT", "SCOPE", "ACTION", "FIRED", "AGREED", "DISAGREED", "UNKNOWN", "FROM"],
+                          [[p["id"], p["scope"], p["action"], str(p["fired"]), str(p["agreed"]),
+                            str(p["disagreed"]), str(p["unknown"]), p["from_decision"]] for p in report.precedents]))
     return "\n".join(out) + "\n"
 
 
@@ -473,6 +508,12 @@ def render_html(report: Report) -> str:
                         [[f["fingerprint"], f["category"], str(f["decisions"]), str(f["jobs"]), f["excerpt"] or "-"]
                          for f in report.top_fingerprints]),
         ]
+        if report.precedents:
+            parts += ["<h2>Precedents (corrections that decided)</h2>",
+                      _html_table(["precedent", "scope", "action", "fired", "agreed", "disagreed", "unknown", "from"],
+                                  [[p["id"], p["scope"], p["action"], str(p["fired"]), str(p["agreed"]),
+                                    str(p["disagreed"]), str(p["unknown"]), p["from_decision"]]
+                                   for p in report.precedents])]
     else:
         parts.append('<p class="muted">No decisions in this period.</p>')
     parts.append("</body></html>")
@@ -506,4 +547,5 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "top_fingerprints": [dict(f) for f in report.top_fingerprints],
         "per_day": [{"day": d, "decisions": n} for d, n in report.per_day],
         "spend": dict(report.spend),
+        "precedents": [dict(p) for p in report.precedents],
     }

@@ -7,7 +7,9 @@ Pieces (docs/email.md has the operator's view):
   else ``EMAIL_DEFAULT_TO``; ESCALATE goes to ``EMAIL_ESCALATION_TO`` (else the default list).
 - ``render_email(...)``: subject, HTML and plain-text bodies. Every dynamic value is redacted
   (``shared.redact`` plus the values the ``SecretProvider`` handed out) and HTML-escaped.
-- ``feedback_links(...)``: signed, expiring "correct" / "wrong" links (``shared.signing``).
+- ``feedback_links(...)``: signed, expiring "correct" / "wrong" links (``shared.signing``);
+  ``decision_links(settings, key, record, now=...)``: the links of a stored decision, with
+  Approve / Reject while its approval is pending (for every channel).
 - ``EmailNotifier.notify(snapshot, decision, record) -> dict``: at most one email per decision
   key; repeated failures of one job with one fingerprint inside ``TRIAGE_EMAIL_WINDOW`` are
   counted, not sent, and the next email after the window says how many there were. Sends go
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 from shared.notify.notifier import EMAIL_ACTIONS, NOTIFY_STATUSES, Email, Notifier, NullNotifier, Recipients, Similar
 from shared.notify.recipients import recipients_for
-from shared.notify.render import render_email, feedback_links, default_fix
+from shared.notify.render import render_email, feedback_links, decision_links, default_fix
 from shared.notify.acs_email import EmailNotifier, pending_notifications
 from shared.notify.routing import RoutedNotifier, build_channels, recovered, resolve_recovered
 
@@ -44,6 +46,7 @@ __all__ = [
     "recipients_for",
     "render_email",
     "feedback_links",
+    "decision_links",
     "default_fix",
     "pending_notifications",
     "RoutedNotifier",

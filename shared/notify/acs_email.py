@@ -12,6 +12,8 @@ throttling and 5xx, and the send poller bounded in time. The returned dict belon
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import logging
 import threading
@@ -38,7 +40,7 @@ from shared.notify import incidents
 from shared.notify.notice import outage_text
 from shared.notify.notifier import EMAIL_ACTIONS, Email, Similar
 from shared.notify.recipients import _ADDRESS, recipients_for
-from shared.notify.render import _MAX_ERROR, _one_line, feedback_links, render_email
+from shared.notify.render import _MAX_ERROR, _one_line, decision_links, render_email
 
 __all__ = ["EmailNotifier", "pending_notifications", "repeatability_id"]
 
@@ -222,7 +224,7 @@ class EmailNotifier:
         base = {"to": list(rcpt.to), "recipient_source": rcpt.source, "attempts": attempts,
                 "operation_id": attempt_id}
         try:
-            links = self._links(key, now=first_sent / 1000)
+            links = self._links(record, key, now=first_sent / 1000)
             email = render_email(snapshot, decision, record, settings=self._settings, links=links,
                                  recipients=rcpt, similar=similar,
                                  scrub=self._secrets.scrub if self._secrets is not None else None,
@@ -298,7 +300,7 @@ class EmailNotifier:
         """Count this failure in its window (job, action, fingerprint). The first failure of a
         window is sent, carrying the count of the previous window; the others are suppressed."""
         window_ms = int(self._settings.email_window_s) * 1000
-        if window_ms <= 0:
+        if window_ms <= 0 or decision.approval == "pending":   # an approval request is never folded away
             return _Window(send=True, count=1)
         fp = decision.fingerprint or record.fingerprint or str(decision.category)
         job = record.job_id or "nojob"
@@ -345,7 +347,7 @@ class EmailNotifier:
             return None
 
     # --- feedback links -----------------------------------------------------------------
-    def _links(self, decision_key: str, *, now: float | None = None) -> dict[str, str]:
+    def _links(self, record: "DecisionRecord", decision_key: str, *, now: float | None = None) -> dict[str, str]:
         if not self._settings.public_base_url or self._secrets is None:
             return {}
         try:
@@ -354,7 +356,9 @@ class EmailNotifier:
         except (SecretError, ValueError) as exc:
             _log.warning("feedback links left out of the email: %s", exc)
             return {}
-        return feedback_links(self._settings, key, decision_key, now=self._clock() if now is None else now)
+        if not record.decision_key:
+            record = dataclasses.replace(record, decision_key=decision_key)
+        return decision_links(self._settings, key, record, now=self._clock() if now is None else now)
 
     # --- ACS --------------------------------------------------------------------------------
     def _client_kwargs(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from shared.models import Action, Category, Decision
 from shared.redact import redact
-from shared.signing import VERDICTS, make_token
+from shared.signing import APPROVAL_VERDICTS, VERDICTS, make_token
 from shared.snapshot import strip_ansi
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 from shared.notify.notifier import EMAIL_ACTIONS, Email, Recipients, Similar
 from shared.notify.recipients import _owner_recipients, recipients_for
 
-__all__ = ["render_email", "feedback_links", "default_fix"]
+__all__ = ["render_email", "feedback_links", "decision_links", "default_fix"]
 
 
 _MAX_EXCERPT = 4000
@@ -90,14 +90,30 @@ def default_fix(category: Category | str) -> str:
 
 # --- feedback links -----------------------------------------------------------------------
 
-def feedback_links(settings: "Settings", key: bytes | None, decision_key: str, *, now: float) -> dict[str, str]:
-    """``{"correct": url, "wrong": url}`` signed with ``key`` and valid for
-    ``TRIAGE_FEEDBACK_LINK_TTL``; empty when TRIAGE_PUBLIC_BASE_URL or the key is missing."""
+def feedback_links(settings: "Settings", key: bytes | None, decision_key: str, *, now: float, job_id: str = "",
+                   workspace: str = "", approval: bool = False) -> dict[str, str]:
+    """``{"correct": url, "wrong": url}`` (and ``"approve"``/``"reject"`` with ``approval``) signed
+    with ``key``, bound to the decision's job and workspace, and valid for
+    ``TRIAGE_FEEDBACK_LINK_TTL``; empty when TRIAGE_PUBLIC_BASE_URL or the key is missing. Each
+    URL opens a confirmation page (GET changes nothing); the page's button posts the token."""
     base = (settings.public_base_url or "").rstrip("/")
     if not base or not key or not _safe_url(base):
         return {}
     expires_at = int(now) + int(settings.feedback_link_ttl_s)
-    return {v: f"{base}/api/feedback/{make_token(key, decision_key, v, expires_at=expires_at)}" for v in VERDICTS}
+    verdicts = VERDICTS + (APPROVAL_VERDICTS if approval else ())
+    return {v: f"{base}/api/feedback/"
+               f"{make_token(key, decision_key, v, expires_at=expires_at, job_id=job_id, workspace=workspace)}"
+            for v in verdicts}
+
+
+def decision_links(settings: "Settings", key: bytes | None, record: "DecisionRecord", *, now: float
+                   ) -> dict[str, str]:
+    """The signed links for a stored decision, for any channel (email, chat cards): feedback
+    always, Approve/Reject while the decision's approval is pending. Empty when links are not
+    configured."""
+    pending = str((record.decision or {}).get("approval") or "") == "pending"
+    return feedback_links(settings, key, record.decision_key, now=now, job_id=str(record.job_id or ""),
+                          workspace=str(record.workspace or ""), approval=pending)
 
 
 # --- rendering ----------------------------------------------------------------------------
@@ -220,6 +236,8 @@ class _View:
     mode: str
     links: tuple[tuple[str, str], ...]
     links_expire: str
+    proposal: str
+    approval_links: tuple[tuple[str, str], ...]
     owner_line: str
     why_you: str
     outage: str = ""          # how many other jobs fail the same way (shared.notify.incidents)
@@ -337,9 +355,14 @@ def _build_view(snapshot: "Snapshot", decision: Decision, record: "DecisionRecor
         if owner.to and owner.source != "EMAIL_DEFAULT_TO":
             owner_line = f"Job owner: {', '.join(owner.to)} ({owner.source})."
 
-    link_items = tuple((v, u) for v, u in links.items() if _safe_url(u))
+    link_items = tuple((v, u) for v, u in links.items() if _safe_url(u) and v not in APPROVAL_VERDICTS)
+    approval_items = tuple((v, u) for v, u in links.items() if _safe_url(u) and v in APPROVAL_VERDICTS)
+    proposal = ""
+    if decision.approval == "pending" and decision.proposed_action:
+        params = ", ".join(f"{k}={v}" for k, v in sorted((decision.proposed_params or {}).items()))
+        proposal = clean(f"{decision.proposed_action}" + (f" ({params})" if params else ""), 300)
     expires = ""
-    if link_items:
+    if link_items or approval_items:
         expires = _fmt_ms((int(now) + int(settings.feedback_link_ttl_s)) * 1000)
 
     window_note = ""
@@ -380,6 +403,8 @@ def _build_view(snapshot: "Snapshot", decision: Decision, record: "DecisionRecor
         mode=_one_line(clean(record.mode or settings.mode, 20), 20),
         links=link_items,
         links_expire=expires,
+        proposal=proposal,
+        approval_links=approval_items,
         owner_line=owner_line,
         why_you=(f"You receive this as {recipients.source}." if recipients.source else ""),
         outage=clean(others, 2000),
@@ -478,13 +503,31 @@ def _render_html(v: _View) -> str:
         add(f'<p style="margin:6px 0 0 0;color:#57606a;">{_e(v.window_note)}</p>')
     add("</div>")
 
+    if v.proposal:
+        add(f'<div style="{_CSS_BOX}"><h2 style="{_CSS_H2}">Approval requested</h2>'
+            f'<p style="margin:0 0 6px 0;">A retry was proposed that the policy does not carry out on its own: '
+            f'<b>{_e(v.proposal)}</b>. Nothing is sent unless you approve it.</p>')
+        if v.approval_links:
+            btn = {"approve": "background:#1f883d;", "reject": "background:#cf222e;"}
+            add('<p style="margin:0;">' + " &nbsp; ".join(
+                f'<a href="{_e(url)}" style="{btn.get(verdict, "")}color:#ffffff;padding:6px 14px;border-radius:6px;'
+                f'text-decoration:none;display:inline-block;">{_e(verdict.capitalize())}</a>'
+                for verdict, url in v.approval_links) + "</p>")
+            add(f'<p style="margin:4px 0 0 0;color:#57606a;font-size:12px;">Each button opens a page where you '
+                f'confirm; the approval expires {_e(v.links_expire)}. Or run: python -m shared approve '
+                f'{_e(v.decision_key)}</p>')
+        else:
+            add(f'<p style="margin:0;color:#57606a;">Approve with: python -m shared approve {_e(v.decision_key)} '
+                f'(or reject with: python -m shared reject {_e(v.decision_key)})</p>')
+        add("</div>")
+
     add(f'<div style="{_CSS_BOX}"><h2 style="{_CSS_H2}">Was this diagnosis right?</h2>')
     if v.links:
         labels = {"correct": "Yes, the diagnosis is correct", "wrong": "No, the diagnosis is wrong"}
         add('<p style="margin:0;">' + " &nbsp;|&nbsp; ".join(
             f'<a href="{_e(url)}">{_e(labels.get(verdict, verdict))}</a>' for verdict, url in v.links) + "</p>")
-        add(f'<p style="margin:4px 0 0 0;color:#57606a;font-size:12px;">Each link opens a page that records '
-            f'your answer; they work until {_e(v.links_expire)}.</p>')
+        add(f'<p style="margin:4px 0 0 0;color:#57606a;font-size:12px;">Each link opens a page where you '
+            f'confirm your answer; they work until {_e(v.links_expire)}.</p>')
     else:
         add('<p style="margin:0;color:#57606a;">Feedback links are not configured '
             "(TRIAGE_PUBLIC_BASE_URL and the secret TRIAGE_FEEDBACK_SIGNING_KEY).</p>")
@@ -542,6 +585,12 @@ def _render_text(v: _View) -> str:
         lines.append(v.similar)
     if v.window_note:
         lines.append(v.window_note)
+    if v.proposal:
+        lines += ["", "APPROVAL REQUESTED",
+                  f"A retry was proposed that the policy does not carry out on its own: {v.proposal}.",
+                  "Nothing is sent unless you approve it."]
+        lines += [f"  {verdict}: {url}" for verdict, url in v.approval_links]
+        lines.append(f"Or run: python -m shared approve {v.decision_key} (or reject {v.decision_key}).")
     lines += ["", "WAS THIS DIAGNOSIS RIGHT?"]
     if v.links:
         lines += [f"  {verdict}: {url}" for verdict, url in v.links]

@@ -11,8 +11,8 @@ from html.parser import HTMLParser
 import azure.functions as func
 import pytest
 
-from blueprints.feedback import feedback_link, feedback_post
-from shared.app.feedback import MAX_BODY_BYTES, handle_link, handle_post
+from blueprints.feedback import feedback_confirm, feedback_link, feedback_post
+from shared.app.feedback import MAX_BODY_BYTES, handle_confirm, handle_link, handle_post
 from shared.cli import main
 from shared.errors import DecisionNotFound
 from shared.learning.feedback import MAX_COMMENT_CHARS, corrections_for, record_feedback
@@ -220,7 +220,7 @@ class _Page(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         for name, value in attrs:
-            if name in ("src", "href", "action") and value:
+            if name in ("src", "href", "action") and value and not (tag == "form" and value == "confirm"):
                 self.external.append(value)
 
     def handle_data(self, data):
@@ -263,20 +263,30 @@ class _NoClose:
         return None
 
 
-def test_handle_link_records_and_is_idempotent(learning_store):
+def _confirm(token: str) -> func.HttpRequest:
+    return func.HttpRequest("POST", "http://localhost/api/feedback/confirm", body=f"token={token}".encode(),
+                            headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def test_handle_link_shows_a_page_and_only_its_post_records(learning_store):
     _seed(learning_store, job_name="<b>nightly</b>")
     now = time.time()
-    token = make_token(KEY, "1001-0", "wrong", expires_at=int(now) + 3600)
+    token = make_token(KEY, "1001-0", "wrong", expires_at=int(now) + 3600, job_id=str(JOB_ID))
     opener = _Opener(learning_store)
-    first = handle_link(_link(token), signing_key=KEY, open_store=opener, now=now)
-    assert first.status_code == 200
-    text = _page(first)
-    assert "Thank you: feedback recorded" in text and "1001-0" in text and "wrong" in text
+    before = learning_store.get("1001-0")
+    shown = handle_link(_link(token), signing_key=KEY, open_store=opener, now=now)
+    assert shown.status_code == 200
+    text = _page(shown)
+    assert "Confirm your feedback" in text and "1001-0" in text and "wrong" in text
     assert "<b>nightly</b>" in text        # shown as text: the name was escaped, not markup
+    assert learning_store.get("1001-0").etag == before.etag          # a GET changes nothing
+
+    first = handle_confirm(_confirm(token), signing_key=KEY, open_store=opener, now=now)
+    assert first.status_code == 200 and "Thank you: feedback recorded" in _page(first)
     stored = learning_store.get("1001-0")
     assert stored.feedback["verdict"] == "wrong" and stored.feedback["source"] == "link"
 
-    second = handle_link(_link(token), signing_key=KEY, open_store=opener, now=now + 60)
+    second = handle_confirm(_confirm(token), signing_key=KEY, open_store=opener, now=now + 60)
     assert second.status_code == 200 and "already recorded" in _page(second)
     assert learning_store.get("1001-0").etag == stored.etag
 
@@ -311,7 +321,7 @@ def test_handle_link_tampered_400(learning_store, tamper):
 
 def test_handle_link_unknown_decision_404(learning_store):
     now = time.time()
-    token = make_token(KEY, "555-0", "correct", expires_at=int(now) + 3600)
+    token = make_token(KEY, "555-0", "correct", expires_at=int(now) + 3600, job_id=str(JOB_ID))
     resp = handle_link(_link(token), signing_key=KEY, open_store=_Opener(learning_store), now=now)
     assert resp.status_code == 404 and "555-0" in _page(resp)
 
@@ -328,9 +338,11 @@ def test_feedback_link_trigger_reads_key_from_secrets(app_storage, monkeypatch):
     monkeypatch.setenv("TRIAGE_FEEDBACK_SIGNING_KEY", KEY.decode())
     key = unique_key()
     _seed(store, key)
-    token = make_token(KEY, key, "correct", expires_at=int(time.time()) + 600)
+    token = make_token(KEY, key, "correct", expires_at=int(time.time()) + 600, job_id=str(JOB_ID))
     resp = feedback_link.build().get_user_function()(_link(token))
-    assert resp.status_code == 200
+    assert resp.status_code == 200 and store.get(key).feedback == {}
+    done = feedback_confirm.build().get_user_function()(_confirm(token))
+    assert done.status_code == 200
     assert store.get(key).feedback == {"verdict": "correct", "source": "link", "at": store.get(key).feedback["at"]}
 
 
@@ -340,9 +352,11 @@ def test_feedback_link_trigger_store_misconfigured_is_503_not_500(monkeypatch, s
     "try again later" (503), it is not a NameError turned into a 500."""
     monkeypatch.setenv("TRIAGE_STORAGE", storage)
     monkeypatch.setenv("TRIAGE_FEEDBACK_SIGNING_KEY", KEY.decode())
-    token = make_token(KEY, "1001-0", "correct", expires_at=int(time.time()) + 600)
+    token = make_token(KEY, "1001-0", "correct", expires_at=int(time.time()) + 600, job_id=str(JOB_ID))
     resp = feedback_link.build().get_user_function()(_link(token))
-    assert resp.status_code == 503 and "could not be recorded" in _page(resp)
+    assert resp.status_code == 503 and "unavailable" in _page(resp)
+    resp = feedback_confirm.build().get_user_function()(_confirm(token))
+    assert resp.status_code == 503 and "could be recorded" in _page(resp)
 
 
 def test_handle_link_store_unreachable_is_503(tmp_path):
@@ -358,7 +372,7 @@ def test_handle_link_store_unreachable_is_503(tmp_path):
             f";TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
     settings = Settings.from_env({"TRIAGE_STORAGE": conn})
     now = time.time()
-    token = make_token(KEY, "1001-0", "wrong", expires_at=int(now) + 600)
+    token = make_token(KEY, "1001-0", "wrong", expires_at=int(now) + 600, job_id=str(JOB_ID))
     resp = handle_link(_link(token), signing_key=KEY, now=now,
                        open_store=lambda: build_store(settings, retry_total=0))
     assert resp.status_code == 503 and "unavailable" in _page(resp)

@@ -1,0 +1,209 @@
+"""Approval requests: a retry the policy would not carry out on its own, put to a person.
+
+A decision with ``proposed_action`` (RETRY or RETRY_WITH_NEW_PARAMS) and ``approval: pending``
+(see docs/trust.md) waits for a person. ``approve`` carries the proposed action out once,
+through the pipeline's own lifecycle (``shared.triage.carry_out``: decided -> acting -> acted
+under the record's etag), recorded as decided by a person; ``reject`` records the rejection and
+the person's feedback. The approval state lives on the stored decision (``decision.approval``):
+
+    pending --approve--> approving --> approved      (or refused: the run moved on, the limit was reached)
+    pending --reject---> rejected
+    pending --(link lifetime passed)--> expired
+
+Moving out of ``pending`` is a conditional update on the record's etag, so of two approvals
+(two clicks, a click and the command line) exactly one acts; the other is told what happened.
+The email buttons, the confirmation pages and ``python -m shared approve|reject`` all end here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable
+
+from shared.errors import DecisionNotFound, StoreError
+from shared.store import DecisionRecord
+
+if TYPE_CHECKING:  # pragma: no cover
+    from shared.config import Settings
+    from shared.databricks.client import DatabricksClient
+    from shared.notify.notifier import Notifier
+    from shared.store.base import Store
+
+__all__ = ["ApprovalResult", "approval_state", "approval_expires_ms", "approve", "reject", "pending_approval"]
+
+log = logging.getLogger(__name__)
+
+_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class ApprovalResult:
+    """What an approve/reject did: ``changed`` False means nothing changed (``message`` says why)."""
+
+    record: DecisionRecord | None
+    changed: bool
+    acted: bool
+    message: str
+    state: str = ""
+
+
+def approval_state(record: DecisionRecord) -> str:
+    """'' (no approval asked), pending, approving, approved, rejected, refused or expired."""
+    return str((record.decision or {}).get("approval") or "")
+
+
+def approval_expires_ms(record: DecisionRecord, settings: "Settings") -> int:
+    """An approval lives as long as the email's links: the decision's time plus TRIAGE_FEEDBACK_LINK_TTL."""
+    return int(record.created_at) + int(settings.feedback_link_ttl_s) * 1000
+
+
+def pending_approval(record: DecisionRecord, settings: "Settings", *, now_ms: int) -> bool:
+    return approval_state(record) == "pending" and now_ms < approval_expires_ms(record, settings)
+
+
+def _stamp(record: DecisionRecord, state: str, by: str, now: int, **more: Any) -> DecisionRecord:
+    changed = DecisionRecord.from_dict(record.to_dict(), etag=record.etag)
+    d = dict(changed.decision or {})
+    d["approval"] = state
+    d.setdefault("approval_history", [])
+    d["approval_history"] = [*d["approval_history"], {"state": state, "by": by, "at": now, **more}][-10:]
+    changed.decision = d
+    changed.updated_at = now
+    return changed
+
+
+def _move(store: "Store", key: str, job_id: str | None, to: str, by: str, now: int, settings: "Settings",
+          **more: Any) -> tuple[DecisionRecord, bool, str]:
+    """pending -> ``to`` under etag. Returns (record, moved, why-not)."""
+    record = store.get(key, job_id=job_id)
+    for _ in range(_ATTEMPTS):
+        if record is None:
+            raise DecisionNotFound(f"no decision with key {key!r}" + (f" for job {job_id}" if job_id else ""))
+        state = approval_state(record)
+        if state != "pending":
+            return record, False, _not_pending(record, state)
+        if now >= approval_expires_ms(record, settings):
+            expired = store.update(_stamp(record, "expired", by, now))
+            if expired.ok and expired.record is not None:
+                record = expired.record
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(approval_expires_ms(record, settings) / 1000))
+            return record, False, f"the approval request expired at {when}; nothing was done"
+        upd = store.update(_stamp(record, to, by, now, **more))
+        if upd.ok and upd.record is not None:
+            return upd.record, True, ""
+        record = upd.record
+    raise StoreError(f"decision {key}: the approval was not recorded, the decision kept changing")
+
+
+def _not_pending(record: DecisionRecord, state: str) -> str:
+    proposed = (record.decision or {}).get("proposed_action") or "a retry"
+    if not state:
+        return f"decision {record.decision_key} ({record.action}) asks for no approval; nothing changed"
+    last = ((record.decision or {}).get("approval_history") or [{}])[-1]
+    who = f" by {last.get('by')}" if last.get("by") else ""
+    return {
+        "approving": f"the proposed {proposed} of {record.decision_key} is being carried out{who}; nothing changed",
+        "approved": f"the proposed {proposed} of {record.decision_key} was already approved{who}; nothing changed",
+        "rejected": f"the proposed {proposed} of {record.decision_key} was already rejected{who}; nothing changed",
+        "refused": f"the proposed {proposed} of {record.decision_key} was approved but could not be carried out: "
+                   f"{last.get('reason', 'see the decision')}; nothing changed",
+        "expired": f"the approval request of {record.decision_key} expired; nothing changed",
+    }.get(state, f"the approval of {record.decision_key} is {state}; nothing changed")
+
+
+def approve(store: "Store", key: str, settings: "Settings", *, client_for: Callable[[DecisionRecord], "DatabricksClient"],
+            notifier: "Notifier | None" = None, by: str = "cli", job_id: str | None = None,
+            now_ms: int | None = None) -> ApprovalResult:
+    """Approve the proposed retry of decision ``key`` and carry it out once.
+
+    ``client_for(record)`` gives the Databricks client of the record's workspace (called only
+    when there is something to do). In shadow mode the approval is recorded and nothing is sent."""
+    from shared.databricks.actions import effective_decision, plan_action
+    from shared.databricks.capture import capture_snapshot
+    from shared.decide.policy import max_retries_for
+    from shared.models import Action
+    from shared.triage import carry_out, decision_of_record, stored_request
+
+    now = int(time.time() * 1000) if now_ms is None else int(now_ms)
+    record, moved, why = _move(store, key, job_id, "approving", by, now, settings)
+    if not moved:
+        return ApprovalResult(record, False, False, why, approval_state(record))
+    d = dict(record.decision or {})
+    proposed = Action(d["proposed_action"])
+
+    def finish(state: str, message: str, **more: Any) -> ApprovalResult:
+        nonlocal record
+        for _ in range(_ATTEMPTS):
+            upd = store.update(_stamp(record, state, by, int(time.time() * 1000), **more))
+            if upd.ok and upd.record is not None:
+                return ApprovalResult(upd.record, True, False, message, state)
+            record = upd.record or record
+        return ApprovalResult(record, True, False, message, state)
+
+    if record.mode != "act":
+        return finish("approved", f"approved the proposed {proposed.value} of {key} (shadow mode: recorded, "
+                                  "nothing sent)", reason="shadow mode")
+    try:
+        client = client_for(record)
+        snapshot = capture_snapshot(client, record.run_id, workspace_host=record.workspace, store=None)
+    except Exception:
+        # Nothing was sent: the request stays open for another try.
+        cur = store.get(record.decision_key, job_id=record.job_id)
+        if cur is not None and approval_state(cur) == "approving":
+            store.update(_stamp(cur, "pending", by, int(time.time() * 1000), reason="could not reach Databricks"))
+        raise
+    if snapshot.decision_key != record.decision_key:
+        return finish("refused", f"not carried out: run {record.run_id} was repaired or rerun since "
+                                 f"{record.decision_key} was decided", reason="the run moved on")
+    limit, source = max_retries_for(snapshot, settings)
+    done = max(store.retries(record.lineage or str(record.run_id)), snapshot.prior_retries)
+    if done >= limit:
+        return finish("refused", f"not carried out: the retry limit of this run is reached ({done} of {limit}, "
+                                 f"{source})", reason=f"retry limit reached ({done} of {limit})")
+
+    base = decision_of_record(record)
+    decision = replace(base, action=proposed, params=dict(d.get("proposed_params") or {}), decided_by="person",
+                       reason=f"{base.reason.split(' -> ')[0]} -> {proposed.value}: approved by {by}",
+                       proposed_action="", proposed_params={}, approval="", model_only=False,
+                       notes=[*base.notes, f"the proposed {proposed.value} was approved by {by}"])
+    plan = plan_action(snapshot, decision, settings, now_ms=now)
+    decision = effective_decision(decision, plan)
+    before = {"action": record.action, "decided_by": record.decided_by, "reason": record.reason,
+              "notification": record.notification}
+    acting = DecisionRecord.from_dict(record.to_dict(), etag=record.etag)
+    acting.action, acting.decided_by, acting.reason = decision.action.value, "person", decision.reason
+    acting.status = "decided"
+    acting.action_request = stored_request(plan.to_dict())
+    acting.decision = {**(record.decision or {}), **{k: v for k, v in decision.to_dict().items()
+                                                      if k in ("action", "params", "notes", "reason", "decided_by")},
+                       "approval": "approved", "before_approval": before}
+    acting.decision["approval_history"] = [*acting.decision.get("approval_history", []),
+                                           {"state": "approved", "by": by, "at": now}][-10:]
+    result = carry_out(acting, snapshot, decision, plan, settings, client=client, store=store, notifier=notifier)
+    rec = result.record
+    message = (f"approved: {decision.action.value} of {key} {rec.status if rec else 'unknown'}"
+               + (f" ({result.message})" if result.message and not result.acted else ""))
+    return ApprovalResult(rec, True, result.acted, message, "approved")
+
+
+def reject(store: "Store", key: str, settings: "Settings", *, by: str = "cli", comment: str | None = None,
+           job_id: str | None = None, now_ms: int | None = None, source: str = "cli") -> ApprovalResult:
+    """Reject the proposed retry of decision ``key``: recorded on the decision, and as feedback
+    (the decision not to retry was right)."""
+    from shared.learning.feedback import record_feedback
+
+    now = int(time.time() * 1000) if now_ms is None else int(now_ms)
+    record, moved, why = _move(store, key, job_id, "rejected", by, now, settings)
+    if not moved:
+        return ApprovalResult(record, False, False, why, approval_state(record))
+    proposed = (record.decision or {}).get("proposed_action") or "retry"
+    note = f"rejected the proposed {proposed}" + (f": {comment}" if comment else "")
+    try:
+        record = record_feedback(store, record.decision_key, "correct", comment=note, source=source,
+                                 now_ms=now, job_id=record.job_id)
+    except (ValueError, StoreError) as exc:   # the rejection stands; only the feedback copy lags
+        log.warning("rejection of %s recorded, its feedback not: %s", key, exc)
+    return ApprovalResult(record, True, False, f"rejected the proposed {proposed} of {key}; nothing will be sent",
+                          "rejected")
