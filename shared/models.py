@@ -204,6 +204,12 @@ class Decision:
     model_only: bool = False                 # a retry that rests on the model alone
     precedent: dict[str, Any] | None = None  # the precedent that decided it (id, correction, scope)
 
+    def as_proposed(self) -> "Decision":
+        """This decision with its proposed retry as the action (what approving it would do)."""
+        from dataclasses import replace
+
+        return replace(self, action=Action(self.proposed_action), params=dict(self.proposed_params))
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["category"] = self.category.value

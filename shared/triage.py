@@ -73,7 +73,9 @@ def decide(
     decision.fingerprint = _fingerprint(decision)
 
     # A person's correction of this failure in this job (or workspace) decides it: no model asked.
-    precedent = _apply_precedent(store, snapshot, decision) if store is not None else None
+    from shared.learning.precedents import precedent_decision
+
+    precedent = precedent_decision(store, snapshot, decision) if store is not None else None
     if precedent is not None:
         decision = precedent
     elif use_llm and (llm is not None or settings.llm_configured):
@@ -157,20 +159,6 @@ def _model_only_retries(store: Store, snapshot: Snapshot) -> int:
         log.warning("could not read the model-only retry count of run %s: %s", snapshot.run_id, exc)
         return 1
     return int(entry.value.get("count", 0)) if entry else 0
-
-
-def _apply_precedent(store: Store, snapshot: Snapshot, decision: Decision) -> Decision | None:
-    """The decision a live precedent makes for this failure (shared.learning.precedents), or
-    None. Advisory like the rest of learning: a store hiccup here never blocks a decision."""
-    from shared.learning.precedents import apply_precedent, find_precedent
-
-    try:
-        found = find_precedent(store, workspace=snapshot.workspace_host, job_id=str(snapshot.job_id or "nojob"),
-                               fingerprint=decision.fingerprint)
-    except Exception as exc:  # noqa: BLE001
-        log.warning("could not read the precedents of run %s: %s", snapshot.run_id, exc)
-        return None
-    return apply_precedent(decision, found) if found else None
 
 
 def _learning_context(store: Store, snapshot: Snapshot, decision: Decision) -> tuple[list, list]:
@@ -266,6 +254,9 @@ def _stored_request(obj: Any) -> Any:
     return _redact_obj(mask(obj))
 
 
+stored_request = _stored_request   # public name: shared.app.approvals stores what approving sends
+
+
 def _mask_inputs(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: "[not stored]" for k in value}
@@ -346,23 +337,18 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Databrick
     record.action_request = _stored_request(plan.to_dict())
     record.not_before = int(getattr(plan, "not_before", 0) or 0)
     if decision.approval == "pending" and decision.proposed_action:   # what approving would send (docs/trust.md)
-        from dataclasses import replace as _replace
-
-        from shared.models import Action
-
-        proposed = _replace(decision, action=Action(decision.proposed_action), params=dict(decision.proposed_params))
-        record.decision["proposed_request"] = _stored_request(plan_action(snapshot, proposed, settings,
-                                                                          now_ms=now_ms()).to_dict())
+        proposed = plan_action(snapshot, decision.as_proposed(), settings, now_ms=now_ms())
+        record.decision["proposed_request"] = _stored_request(proposed.to_dict())
 
     claim = store.claim(record)
     if not claim.won:
         log.info("decision %s already claimed by another delivery", record.decision_key)
         return TriageResult(claim.record, duplicate=True, message=f"already decided as {record.decision_key}")
     record = claim.record
-    if decision.precedent and decision.precedent.get("id"):
+    if decision.precedent:
         from shared.learning.precedents import note_fired
 
-        note_fired(store, str(decision.precedent["id"]), record.decision_key)
+        note_fired(store, decision.precedent, record.decision_key)
 
     if record.mode != "act":
         return TriageResult(record, message="shadow mode: decision recorded, nothing sent")
@@ -402,11 +388,6 @@ def _no_rerun_from_partial_definition(plan: Any, snapshot: Snapshot) -> Any:
         fallback_reason="part of the job's definition could not be read from Databricks "
                         f"({'; '.join(dropped[:2])}), so a rerun would not be the job's own",
         recommendation="Rerun the failed task(s) on a bigger cluster from the job itself.")
-
-
-def stored_request(plan_dict: Any) -> Any:
-    """A plan as it is stored on a decision: redacted, job input values not kept."""
-    return _stored_request(plan_dict)
 
 
 def carry_out(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: Any, settings: Settings, *,

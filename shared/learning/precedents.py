@@ -30,9 +30,11 @@ from shared.models import Action, Category, Decision
 
 if TYPE_CHECKING:  # pragma: no cover
     from shared.config import Settings
+    from shared.snapshot import Snapshot
     from shared.store import DecisionRecord, Store
 
 __all__ = ["KIND", "SCOPES", "precedent_key", "record_precedent", "find_precedent", "apply_precedent",
+           "precedent_decision",
            "note_fired", "list_precedents", "get_precedent", "remove_precedent", "on_feedback"]
 
 log = logging.getLogger(__name__)
@@ -185,9 +187,25 @@ def apply_precedent(decision: Decision, precedent: Mapping[str, Any]) -> Decisio
     return d
 
 
-def note_fired(store: "Store", precedent_id: str, decision_key: str, *, now_ms: int | None = None) -> None:
+def precedent_decision(store: "Store", snapshot: "Snapshot", decision: Decision) -> Decision | None:
+    """The decision a live precedent makes for this failure, or None (shared.triage calls this).
+    Advisory like the rest of learning: a store hiccup here never blocks a decision."""
+    try:
+        found = find_precedent(store, workspace=snapshot.workspace_host, job_id=str(snapshot.job_id or "nojob"),
+                               fingerprint=decision.fingerprint)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not read the precedents of run %s: %s", snapshot.run_id, exc)
+        return None
+    return apply_precedent(decision, found) if found else None
+
+
+def note_fired(store: "Store", precedent: Mapping[str, Any] | str, decision_key: str, *,
+               now_ms: int | None = None) -> None:
     """Count a decision the precedent made (advisory: never blocks the decision)."""
     now = int(time.time() * 1000) if now_ms is None else int(now_ms)
+    precedent_id = str(precedent.get("id") or "") if isinstance(precedent, Mapping) else str(precedent)
+    if not precedent_id:
+        return
 
     def change(value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is None or decision_key in value.get("fired_keys", []):
