@@ -74,7 +74,6 @@ def decide(
 
     # A person's correction of this failure in this job (or workspace) decides it: no model asked.
     from shared.learning.precedents import precedent_decision
-
     precedent = precedent_decision(store, snapshot, decision) if store is not None else None
     if precedent is not None:
         decision = precedent
@@ -88,18 +87,16 @@ def decide(
         decision = llm_mod.consult(snapshot, classification, decision, settings, store=store, backend=llm,
                                    history=history, corrections=corrections)
 
-    failed_retries = 0
+    failed_retries = model_retries = 0
     retried = None
     if store is not None and decision.fingerprint:
         failed_retries = _failed_retries(store, snapshot, decision.fingerprint)
     if store is not None and decision.action.is_retry:   # only a retry can repeat a wasted one
-        from shared.learning.lineage import previous_retry
+        from shared.learning.lineage import model_only_retries, previous_retry
         from shared.databricks.capture import lineage_of
 
         retried = previous_retry(store, snapshot, lineage_of(snapshot.run))
-    model_retries = 0
-    if store is not None:
-        model_retries = _model_only_retries(store, snapshot)
+        model_retries = model_only_retries(store, lineage_of(snapshot.run) or str(snapshot.run_id))
     decision = enforce(
         decision,
         snapshot,
@@ -143,22 +140,6 @@ def _with_evidence_notes(decision: Decision, snapshot: Snapshot) -> Decision:
     if not notes:
         return decision
     return dataclasses.replace(decision, notes=[*decision.notes, *[_redact(n) for n in notes]])
-
-
-MODEL_RETRIES_KIND = "model-retries"   # TriageState: retries resting on the model alone, per lineage
-
-
-def _model_only_retries(store: Store, snapshot: Snapshot) -> int:
-    """Retries resting on the model alone already made in this run's lineage (policy invariant 4).
-    A store that cannot answer counts as one spent: the model gets no benefit of the doubt."""
-    from shared.databricks.capture import lineage_of
-
-    try:
-        entry = store.state_get(MODEL_RETRIES_KIND, lineage_of(snapshot.run) or str(snapshot.run_id))
-    except Exception as exc:  # noqa: BLE001
-        log.warning("could not read the model-only retry count of run %s: %s", snapshot.run_id, exc)
-        return 1
-    return int(entry.value.get("count", 0)) if entry else 0
 
 
 def _learning_context(store: Store, snapshot: Snapshot, decision: Decision) -> tuple[list, list]:
@@ -337,6 +318,7 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Databrick
     record.action_request = _stored_request(plan.to_dict())
     record.not_before = int(getattr(plan, "not_before", 0) or 0)
     if decision.approval == "pending" and decision.proposed_action:   # what approving would send (docs/trust.md)
+        from shared.databricks.actions import plan_action
         proposed = plan_action(snapshot, decision.as_proposed(), settings, now_ms=now_ms())
         record.decision["proposed_request"] = _stored_request(proposed.to_dict())
 
@@ -347,7 +329,6 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Databrick
     record = claim.record
     if decision.precedent:
         from shared.learning.precedents import note_fired
-
         note_fired(store, decision.precedent, record.decision_key)
 
     if record.mode != "act":
@@ -390,13 +371,6 @@ def _no_rerun_from_partial_definition(plan: Any, snapshot: Snapshot) -> Any:
         recommendation="Rerun the failed task(s) on a bigger cluster from the job itself.")
 
 
-def carry_out(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: Any, settings: Settings, *,
-              client: DatabricksClient, store: Store, notifier: Notifier | None) -> TriageResult:
-    """Carry a decided record out through the pipeline's lifecycle (decided -> acting under etag
-    -> acted | failed): what an approved proposal goes through (shared.app.approvals)."""
-    return _act(record, snapshot, decision, plan, settings, client=client, store=store, notifier=notifier)
-
-
 def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: Any, settings: Settings, *,
          client: DatabricksClient, store: Store, notifier: Notifier) -> TriageResult:
     """decided | retrying | (stale) acting -> acting (under etag, so one actor) -> acted |
@@ -412,8 +386,8 @@ def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: A
     sends = final_action in ("RETRY", "RETRY_WITH_NEW_PARAMS")
     if sends and not prev.get("retry_counted"):
         store.add_retry(record.lineage or str(record.run_id))   # before the action: over- not under-counted
-        if (record.decision or {}).get("model_only"):
-            store.incr(MODEL_RETRIES_KIND, record.lineage or str(record.run_id))
+        if (record.decision or {}).get("model_only"):   # policy invariant 4: counted per lineage
+            store.incr("model-retries", record.lineage or str(record.run_id))
     record.status = "acting"
     record.action_result = {**{k: v for k, v in prev.items() if k in ("errors", "first_error_at")},
                             "attempts": attempt, "acting_since": now_ms(), "retry_counted": sends}
@@ -442,6 +416,9 @@ def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: A
     record = upd.record if upd.ok else record
     return TriageResult(record, acted=record.status == "acted",
                         message=f"{final_action}: {record.status}")
+
+
+carry_out = _act   # public name: an approved proposal goes through the same lifecycle (shared.app.approvals)
 
 
 def _action_failed(record: DecisionRecord, snapshot: Snapshot, decision: Decision, exc: Exception,

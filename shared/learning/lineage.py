@@ -24,9 +24,23 @@ if TYPE_CHECKING:  # pragma: no cover
     from shared.snapshot import Snapshot
     from shared.store.base import Store
 
-__all__ = ["lineage_decisions", "previous_retry", "LOOKBACK_S"]
+__all__ = ["lineage_decisions", "previous_retry", "LOOKBACK_S", "MODEL_RETRIES_KIND", "model_only_retries"]
 
 log = logging.getLogger(__name__)
+
+MODEL_RETRIES_KIND = "model-retries"   # TriageState: retries resting on the model alone, per lineage
+
+
+def model_only_retries(store: "Store", lineage: str) -> int:
+    """Retries resting on the model alone already made in this lineage (policy invariant 4;
+    shared.triage counts them when it acts). A store that cannot answer counts as one spent: the
+    model gets no benefit of the doubt."""
+    try:
+        entry = store.state_get(MODEL_RETRIES_KIND, lineage)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not read the model-only retries of lineage %s: %s", lineage, exc)
+        return 1
+    return int(entry.value.get("count", 0)) if entry else 0
 
 LOOKBACK_S = 7 * 86400
 _RETRIES = ("RETRY", "RETRY_WITH_NEW_PARAMS")

@@ -145,7 +145,8 @@ def run_hostile(sets: list[str] | None = None) -> HostileResult:
     """The hostile model on every case, fresh and with the lineage's model-only retry spent."""
     from shared.decide.classify import classify
     from shared.store import open_store
-    from shared.triage import MODEL_RETRIES_KIND, decide
+    from shared.learning.lineage import MODEL_RETRIES_KIND
+    from shared.triage import decide
     from shared.databricks.capture import lineage_of
     from tests.fakes.openai_server import FakeOpenAI
 
