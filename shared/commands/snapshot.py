@@ -3,6 +3,7 @@
 Reads the run, the output of each failed task and the job from the workspace in
 DATABRICKS_HOST (auth: DATABRICKS_AUTH; the token through Key Vault when KEY_VAULT_URL is set), adds the retry count of the run's lineage from the
 store, and writes the snapshot JSON to FILE or stdout, ready for ``classify`` or a regression case.
+Secrets are redacted first (error text, job settings, parameters), so the file can go with a bug report.
 Exit 1 with one line on stderr when the workspace cannot be reached or refuses the credential.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
     from shared.config import Settings
@@ -49,6 +50,24 @@ def _open_store(settings: Settings, ctx: Any) -> Any:
         return None
 
 
+def shareable(doc: Any, scrub: Callable[[str], str]) -> Any:
+    """The snapshot as it may leave the process (a file attached to a bug report): secrets in the
+    error text, the job's settings and its parameters redacted (``shared.redact``), and every
+    secret value the app itself read scrubbed."""
+    from shared.redact import redact_obj
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return scrub(value)
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(redact_obj(doc))
+
+
 def run(args: argparse.Namespace, ctx: Any) -> int:
     from shared.databricks.capture import capture_snapshot
     from shared.cli import ExitCode
@@ -68,10 +87,11 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
             from shared.triage import read_cluster_events   # the events the triage would read, for offline replay
 
             snap = read_cluster_events(snap, settings, client=client)
+            doc = shareable(snap.to_json(), secrets.scrub)
     finally:
         if store is not None:
             store.close()
-    text = json.dumps(snap.to_json(), indent=1, ensure_ascii=False) + "\n"
+    text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text, encoding="utf-8")

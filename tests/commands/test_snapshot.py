@@ -110,3 +110,30 @@ def test_snapshot_command_runs_as_a_module(fake_databricks, fake_databricks_env)
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["run"]["run_id"] == 6000
+
+
+def test_snapshot_file_for_bug_reports_holds_no_secret(fake_databricks, fake_databricks_env, tmp_path):
+    """A snapshot is a file people attach to bug reports: every secret planted in the failure's
+    error text, the job's settings or its parameters is redacted, and the file still replays."""
+    from tests.test_redact import PLANTED
+
+    planted = [secret for _, _, secret in PLANTED]
+    trace = "java.lang.OutOfMemoryError: Java heap space\n" + "\n".join(text for _, text, _ in PLANTED)
+    account_key = PLANTED[4][2]
+    doc = make_snapshot(run_id=6100, tasks=[{"task_key": "transform", "result": "FAILED"}], error=trace,
+                        job_parameters={"password": PLANTED[0][2]},
+                        job_settings={"job_clusters": [{"job_cluster_key": "main", "new_cluster": {
+                            "spark_version": "15.4.x-scala2.12", "node_type_id": "Standard_DS3_v2", "num_workers": 2,
+                            "spark_conf": {"fs.azure.account.key.acct1.dfs.core.windows.net": account_key},
+                            "spark_env_vars": {"DB_PASSWORD": PLANTED[-1][2]}}}]})
+    fake_databricks.load(doc)
+    target = tmp_path / "case.json"
+    code, out, err = run_cli(["snapshot", "--run-id", "6100", "--out", str(target), "--no-store", "-q"],
+                             fake_databricks_env)
+    assert code == 0, err
+    text = target.read_text(encoding="utf-8")
+    leaked = [s for s in planted if s in text or json.dumps(s)[1:-1] in text]
+    assert not leaked, f"{len(leaked)} planted secret(s) in the snapshot file"
+    assert "REDACTED" in text
+    snap = load_snapshot(target)
+    assert snap.failed_tasks[0].error.startswith("java.lang.OutOfMemoryError")
