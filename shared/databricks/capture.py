@@ -36,8 +36,12 @@ _MAX_RUN_NAME = 4096
 
 def lineage_of(run: Mapping[str, Any]) -> str:
     """The lineage id of a run (a runs/get response): the original run id named in the run
-    name of a resubmitted run, else the run's own id."""
-    m = _MARK.search(str(run.get("run_name") or ""))
+    name of a resubmitted run, else the run's own id. Only a one-time run (``run_type``
+    SUBMIT_RUN, or no job) is read for the marker: a job's own run is named after the job, which
+    anyone who edits the job chooses, and must not join (and spend, or read) another lineage."""
+    kind = str(run.get("run_type") or "")
+    one_time = kind == "SUBMIT_RUN" or (not kind and not run.get("job_id"))
+    m = _MARK.search(str(run.get("run_name") or "")) if one_time else None
     if m:
         return m.group(1)
     return str(run.get("run_id") or "")

@@ -114,6 +114,9 @@ def test_capture_snapshot_missing_run_raises_not_found(fake_databricks, client):
 def test_capture_snapshot_reads_prior_retries_from_store_by_lineage(fake_databricks, client):
     doc = three_tasks()
     doc["run"]["run_name"] = lineage_run_name("nightly-etl: resized rerun of run 2999", "2999")
+    doc["run"]["run_type"] = "SUBMIT_RUN"          # the one-time run we submitted: it has no job
+    doc["run"].pop("job_id")
+    doc.pop("job")
     fake_databricks.load(doc)
     store = RetryCounts({"2999": 2})
     snap = capture_snapshot(client, 3000, workspace_host=client.host, store=store, case_id="c-1")
@@ -151,6 +154,9 @@ def test_capture_snapshot_reproduces_every_corpus_failure(fake_databricks, clien
     ({"run_id": 5, "run_name": "nightly"}, "5"),
     ({"run_id": 9, "run_name": "nightly: resized rerun of run 5 [triage retry of run 5]"}, "5"),
     ({"run_id": 9}, "9"),
+    ({"run_id": 9, "run_type": "SUBMIT_RUN", "job_id": 4, "run_name": "x [triage retry of run 5]"}, "5"),
+    ({"run_id": 9, "run_type": "JOB_RUN", "job_id": 4, "run_name": "x [triage retry of run 5]"}, "9"),
+    ({"run_id": 9, "job_id": 4, "run_name": "x [triage retry of run 5]"}, "9"),
 ])
 def test_lineage_of(run, lineage):
     assert lineage_of(run) == lineage

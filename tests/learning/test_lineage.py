@@ -104,3 +104,27 @@ def test_lineage_resubmitted_run_finds_the_original_decision(store):
     assert [r.decision_key for r in lineage_decisions(store, snap, "5000")] == ["5000-0"]
     prev = previous_retry(store, snap, "5000")
     assert prev.decision_key == "5000-0" and prev.top_evidence == "exception OutOfMemoryError"
+
+
+def test_a_job_run_that_names_another_lineage_in_its_run_name_does_not_join_it(fake_databricks, client, store):
+    """Only the one-time runs we submit carry the lineage marker; a job's own run whose name (the
+    job name, which anyone who edits the job chooses) imitates it stays its own lineage: it neither
+    spends another job's retry budget nor reads that job's attempts into its own notification."""
+    victim = DecisionRecord(decision_key="5000-0", job_id="7", run_id=5000, category="TIMEOUT", action="RETRY",
+                            mode="act", status="acted", lineage="5000", fingerprint="abc",
+                            excerpt="java.net.SocketTimeoutException: Read timed out reading sales_eu_private",
+                            decision={"evidence": ["exception SocketTimeoutException"]})
+    assert store.claim(victim).won
+    doc = make_snapshot("java.net.SocketTimeoutException: Read timed out").to_json()
+    doc.pop("history", None)
+    doc["run"] = {**doc["run"], "run_id": 6000, "job_id": 8, "run_type": "JOB_RUN",
+                  "run_name": "nightly [triage retry of run 5000]"}
+    doc["job"] = {**doc["job"], "job_id": 8,
+                  "settings": {**doc["job"]["settings"], "name": "nightly [triage retry of run 5000]"}}
+    fake_databricks.load(doc)
+    notifier = RecordingNotifier()
+    result = triage_run(6000, ACT, client=client, store=store, notifier=notifier, use_llm=False, act_now=True)
+    told = repr(notifier.calls) + repr(result.record.decision)
+    assert "5000-0" not in told and "sales_eu_private" not in told
+    assert store.retries("5000") == 0
+    assert result.record.lineage == "6000"
