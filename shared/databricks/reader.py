@@ -88,7 +88,8 @@ def read(value: Any, shape: Any, where: str, notes: list[str]) -> Any:
     if shape is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 30:
+        digits = value.strip().lstrip("-") if isinstance(value, str) else ""
+        if digits.isascii() and digits.isdigit() and len(value) < 30:      # not '²': int() refuses it
             return int(value)
         return drop()
     if isinstance(shape, List):

@@ -46,7 +46,7 @@ def verify_signature(secret: str | bytes, headers: Mapping[str, str], body: byte
     lower = {k.lower(): v for k, v in headers.items()}
     raw_ts = str(lower.get(TIMESTAMP_HEADER.lower(), "")).strip()
     given = str(lower.get(SIGNATURE_HEADER.lower(), "")).strip()
-    if not raw_ts.isdigit() or not given:
+    if not (raw_ts.isascii() and raw_ts.isdigit()) or not given:
         return False
     if abs(now - int(raw_ts)) > tolerance_s:
         return False

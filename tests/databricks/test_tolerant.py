@@ -186,3 +186,11 @@ def test_fan_out_is_bounded_earliest_failures_first(fake_databricks, client, sto
     assert note.startswith("40 more failed task(s) not read (at most 20 task outputs per run")
     assert "t000" in note and "down" not in note
     assert len(fake_databricks.requests) == 2 + 20     # runs/get (one page), 20 outputs, jobs/get
+
+
+def test_reader_a_digit_that_is_not_ascii_is_not_an_id():
+    """str.isdigit() is true for '²' and other Unicode digits that int() refuses: dropped, not a crash."""
+    notes: list[str] = []
+    run = read_run({"run_id": 5, "job_id": "²", "start_time": "١٢"}, notes)
+    assert run["run_id"] == 5 and "job_id" not in run and "start_time" not in run
+    assert [n.split(":")[0] for n in notes] == ["run.job_id", "run.start_time"]

@@ -431,3 +431,11 @@ def test_an_owner_alert_on_pagerduty_resolves_when_handled(services, store, cloc
     assert out["status"] == "resolved" and out["incident"] == trigger["dedup_key"]
     assert services.alerts[trigger["dedup_key"]].status == "resolved"
     assert store.get(rec.decision_key, rec.job_id).notification["recovered_how"] == "marked handled"
+
+
+def test_webhook_signature_check_refuses_a_timestamp_of_unicode_digits():
+    """The receiver's check answers False for a header it cannot read ('²' passes str.isdigit())."""
+    body = b"{}"
+    for ts in ("\u00b2", "\u0661\u0662", "1\u00b2"):
+        headers = {"X-Triage-Timestamp": ts, "X-Triage-Signature": sign("k", 1, body)}
+        assert verify_signature("k", headers, body, now=1) is False
