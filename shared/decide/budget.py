@@ -155,8 +155,8 @@ def _failed_computes(snapshot: "Snapshot") -> tuple[list[Mapping[str, Any]], int
     for task in tasks:
         if isinstance(task.get("new_cluster"), Mapping):
             specs[f"task:{task.get('task_key')}"] = task["new_cluster"]
-        elif task.get("job_cluster_key") in job_clusters:
-            specs[f"job:{task['job_cluster_key']}"] = job_clusters[task["job_cluster_key"]]
+        elif task.get("job_cluster_key") is not None and task.get("job_cluster_key") in job_clusters:
+            specs[f"job:{task.get('job_cluster_key')}"] = job_clusters[task.get("job_cluster_key")]
         elif task.get("existing_cluster_id"):
             unseen += 1
         else:
