@@ -105,6 +105,21 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"error: {message}\n(see '{self.prog} --help')\n")
         raise SystemExit(ExitCode.USAGE)
 
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        """A command (a parser without sub-commands of its own) reports a flag it does not know
+        itself, with its own usage and the nearest flag it has, instead of leaving it to the top
+        parser's generic usage."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and not any(isinstance(a, argparse._SubParsersAction) for a in self._actions):
+            import difflib
+
+            flags = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+            unknown = next((e for e in extras if e.startswith("-")), extras[0])
+            near = difflib.get_close_matches(unknown.split("=", 1)[0], flags, n=1, cutoff=0.75)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            self.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return parsed, extras
+
 
 def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """--debug and --quiet; on a sub-parser they default to 'not given' so that an option given

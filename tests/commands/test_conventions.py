@@ -236,3 +236,14 @@ def test_a_tls_failure_is_one_line_not_a_crash(fake_databricks, tmp_path):
     assert code == 1 and out == ""
     [line] = err.splitlines()
     assert line.startswith("error: DatabricksError: cannot connect to 127.0.0.1") and "SSL" in line, line
+
+
+def test_a_mistyped_flag_is_reported_by_its_command_with_the_nearest_flag(tmp_path):
+    code, out, err = _run(["decisions", "list", "--sinse", "24h"], {"TRIAGE_STORAGE": f"sqlite:///{tmp_path / 't.db'}"})
+    assert code == 2 and out == ""
+    assert "usage: python -m shared decisions list" in err
+    assert "error: unrecognized arguments: --sinse 24h (did you mean --since?)" in err
+    assert "(see 'python -m shared decisions list --help')" in err
+    assert not (tmp_path / "t.db").exists()
+    code, _, err = _run(["report", "--bogus"], {})
+    assert code == 2 and "usage: python -m shared report" in err and "did you mean" not in err
