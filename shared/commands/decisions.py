@@ -27,7 +27,7 @@ _COUNT_CAP = 10_000        # decisions counted to say "100 of 600 shown"
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("decisions", help="list or show recorded decisions",
+    parser = subparsers.add_parser("decisions", help="list or show recorded decisions, or mark one handled",
                                    description="Read the decision store (TRIAGE_STORAGE). Never creates it.")
     sub = parser.add_subparsers(dest="decisions_command", metavar="{list,show,handled}", parser_class=type(parser))
     sub.required = True
