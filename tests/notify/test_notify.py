@@ -619,3 +619,23 @@ def test_render_email_escalation_links_the_earlier_attempts(acs):
     assert '<b>Earlier attempts:</b> <a href="https://adb-1.1.azuredatabricks.net/?o=1#job/7/run/444">original run ' \
            '444</a>, <a href="https://adb-1.1.azuredatabricks.net/?o=1#job/7/run/555">repair 77 at ' in card
     assert "Earlier attempts: original run 444 https://adb-1.1.azuredatabricks.net/?o=1#job/7/run/444" in email.text
+
+
+def test_notify_approval_requests_are_never_folded_into_the_window_and_carry_bound_buttons(acs, store, clock):
+    from dataclasses import replace as _replace
+
+    n, settings, _ = _notifier(acs, store, clock, env=_env(acs, TRIAGE_EMAIL_WINDOW="6h"))
+    asking = _replace(_decision(), proposed_action="RETRY", approval="pending")
+    results = []
+    for i in range(3):                      # the same failure three times: each asks a person, each is sent
+        snap = _snapshot(run_id=7000 + i)
+        clock.t += 60
+        results.append(n.notify(snap, asking, _record(snap, asking, settings)))
+    assert [r["status"] for r in results] == ["sent"] * 3 and len(acs.accepted) == 3
+    key = settings.extra["TRIAGE_FEEDBACK_SIGNING_KEY"].encode()
+    email = acs.accepted[0]
+    assert "Approval requested" in email.html and "APPROVAL REQUESTED" in email.text
+    tokens = re.findall(r"/api/feedback/([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)", email.text)
+    claims = [verify_token(key, t, now=T0 + 1) for t in tokens]
+    assert {c.verdict for c in claims} == {"correct", "wrong", "approve", "reject"}
+    assert {(c.decision_key, c.job_id) for c in claims} == {("7000-0", str(_snapshot(run_id=7000).job_id))}
