@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["decide", "TriageResult", "triage_run", "triage_snapshot", "read_cluster_events", "act_due",
            "report_triage_failure", "new_record", "retry_notifications", "decision_of_record", "resume_action",
-           "escalate", "notification_decision"]
+           "notification_decision"]
 
 log = logging.getLogger(__name__)
 
@@ -410,7 +410,9 @@ def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: A
     except ResizeRefused as exc:   # e.g. not as the job's identity: the owner gets the recommendation instead
         _owner_instead(record, snapshot, decision, plan, exc, notifier)
     except TriageError as exc:
-        _action_failed(record, snapshot, decision, exc, settings, notifier)
+        from shared.app.lifecycle import action_failed
+
+        action_failed(record, snapshot, decision, exc, settings, notifier)
     record.updated_at = now_ms()
     upd = store.update(record)
     record = upd.record if upd.ok else record
@@ -419,53 +421,6 @@ def _act(record: DecisionRecord, snapshot: Snapshot, decision: Decision, plan: A
 
 
 carry_out = _act   # public name: an approved proposal goes through the same lifecycle (shared.app.approvals)
-
-
-def _action_failed(record: DecisionRecord, snapshot: Snapshot, decision: Decision, exc: Exception,
-                   settings: Settings, notifier: Notifier | None) -> None:
-    """A passing failure (or a lost answer) -> retrying with back-off, at most
-    TRIAGE_ACTION_ATTEMPTS sends; a refusal, or the last attempt -> escalated with the error."""
-    from shared.app.lifecycle import failure_kind, retry_delay_s
-
-    kind = failure_kind(exc)
-    error = _redact(f"{type(exc).__name__}: {exc}")
-    attempt = int(record.action_result.get("attempts") or 1)
-    errors = [*list(record.action_result.get("errors") or [])[-4:], error[:500]]
-    record.action_result = {**record.action_result, "error": error, "error_code": getattr(exc, "error_code", None),
-                            "http_status": getattr(exc, "status", None), "errors": errors}
-    if kind == "conflict":
-        record.status = "duplicate"
-        record.action_result["status"] = "superseded: the run changed since the decision (repaired or running again)"
-        log.warning("action for %s superseded: %s", record.decision_key, error)
-        return
-    if kind in ("transient", "unknown") and attempt < settings.action_attempts:
-        delay = retry_delay_s(attempt)
-        record.status = "retrying"
-        record.action_result["next_at"] = now_ms() + delay * 1000
-        record.action_result["reconcile"] = kind == "unknown"
-        log.warning("action for %s failed (attempt %d of %d, %s); the sweep sends it again in %d s: %s",
-                    record.decision_key, attempt, settings.action_attempts, kind, delay, error)
-        return
-    why = (f"{record.action} was refused by Databricks ({getattr(exc, 'error_code', None) or getattr(exc, 'status', None) or 'error'}): {error}"
-           if kind == "refused" else f"{record.action} failed {attempt} time(s); last error: {error}")
-    escalate(record, snapshot, decision, why, notifier)
-
-
-def escalate(record: DecisionRecord, snapshot: Snapshot, decision: Decision, why: str,
-             notifier: Notifier | None) -> None:
-    """Hand the decision to a person: an ESCALATE notification saying why. ``escalated`` once
-    delivered; ``failed`` (resent by the sweep) while it is not."""
-    from dataclasses import replace
-
-    from shared.models import Action
-
-    why = _redact(why)[:2000]
-    record.action_result = {**record.action_result, "escalated": why}
-    esc = replace(decision, action=Action.ESCALATE, notes=[*decision.notes, why])
-    result = notifier.notify(snapshot, esc, record) if notifier is not None else {"status": "not configured"}
-    record.notification = _redact_obj(dict(result))
-    record.status = "failed" if record.notification.get("status") == "failed" else "escalated"
-    log.warning("decision %s escalated: %s", record.decision_key, why)
 
 
 NOTIFY_ATTEMPTS = 5            # sends of a notification before it goes to the escalation route
@@ -508,6 +463,7 @@ def _owner_instead(record: DecisionRecord, snapshot: Snapshot, decision: Decisio
 def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notifier: Notifier | None = None, now: int | None = None,
             lookback_s: int = 2 * 86400) -> list[DecisionRecord]:
     """Carry out act-mode decisions whose back-off has passed (called by every sweep)."""
+    from shared.app.lifecycle import resumable
     from shared.databricks.actions import effective_decision
     from shared.databricks.budget import say_budget
     from shared.databricks.capture import capture_snapshot
@@ -515,7 +471,7 @@ def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notif
     now = now or now_ms()
     done: list[DecisionRecord] = []
     for rec in store.list(since_ms=now - lookback_s * 1000):
-        if rec.mode == "act" and _resumable(rec, settings, now):
+        if rec.mode == "act" and resumable(rec, settings, now):
             try:
                 done.append(resume_action(rec, settings, client=client, store=store, notifier=notifier, now=now))
             except Exception as exc:  # noqa: BLE001 - one run's trouble must not stop the others
@@ -546,33 +502,6 @@ def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notif
     return done
 
 
-def _resumable(rec: DecisionRecord, settings: Settings, now: int) -> bool:
-    """A retrying action whose back-off has passed, or an action stuck in ``acting`` longer than
-    TRIAGE_ACTING_TIMEOUT (its worker died before or after the Databricks call)."""
-    result = rec.action_result if isinstance(rec.action_result, dict) else {}
-    if rec.status == "retrying":
-        return int(result.get("next_at") or 0) <= now
-    if rec.status == "acting":
-        since = int(result.get("acting_since") or rec.updated_at or 0)
-        return now - since >= settings.acting_timeout_s * 1000
-    return False
-
-
-def _our_repair(snapshot: Snapshot, rec: DecisionRecord) -> int | None:
-    """The repair id of a repair newer than the one the decision knew (the request's
-    ``latest_repair_id``), from the run's ``repair_history``: Databricks is the source of truth."""
-    from shared.snapshot import as_int
-
-    reqs = (rec.action_request or {}).get("requests") or []
-    body = reqs[0].get("body") if reqs and isinstance(reqs[0], dict) else {}
-    known = as_int((body or {}).get("latest_repair_id"))
-    ids = [as_int(r.get("id")) for r in snapshot.repair_history if r.get("type") == "REPAIR"]
-    ids = [i for i in ids if i is not None]
-    if known is not None:
-        ids = ids[ids.index(known) + 1:] if known in ids else []
-    return ids[-1] if ids else None
-
-
 def resume_action(rec: DecisionRecord, settings: Settings, *, client: DatabricksClient, store: Store,
                   notifier: Notifier | None, now: int | None = None) -> DecisionRecord:
     """Move a retrying or stale acting record on, after asking Databricks what happened.
@@ -582,15 +511,16 @@ def resume_action(rec: DecisionRecord, settings: Settings, *, client: Databricks
     send again with the same ``latest_repair_id`` (Databricks refuses a second repair if one
     slipped in). A submit: send again with the same ``idempotency_token`` (Databricks answers
     with the run it already made). A notification: notify again (one email per decision key)."""
+    from shared.app.lifecycle import repair_since_decision
     from shared.databricks.actions import effective_decision, plan_action
     from shared.databricks.capture import capture_snapshot
 
     now = now or now_ms()
-    snapshot = capture_snapshot(client, rec.run_id, workspace_host=rec.workspace, store=None,
-                                max_outputs=settings.max_task_outputs)
+    # the decision is made: the run's state and repair history, and the job; no outputs
+    snapshot = capture_snapshot(client, rec.run_id, workspace_host=rec.workspace, store=None, outputs=False)
     kind = (rec.action_request or {}).get("kind")
     if kind == "repair":
-        found = _our_repair(snapshot, rec)
+        found = repair_since_decision(snapshot, rec)
         if found is not None:
             rec.status = "acted"
             rec.action_result = {**(rec.action_result or {}), "repair_id": found,

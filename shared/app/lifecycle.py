@@ -16,6 +16,7 @@ carried out). Every other state has an owner and a deadline (``deadline_ms``).
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import (
@@ -28,10 +29,16 @@ from shared.errors import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from shared.config import Settings
+    from shared.models import Decision
+    from shared.notify.notifier import Notifier
+    from shared.snapshot import Snapshot
     from shared.store import DecisionRecord, Store
 
+_log = logging.getLogger(__name__)
+
 __all__ = ["TERMINAL", "HEALTH_KIND", "HEALTH_KEY", "failure_kind", "retry_delay_s", "deadline_ms", "is_terminal",
-           "undelivered", "summarize", "publish_summary", "health_verdict", "lifecycle_health", "SWEEP_GRACE_S"]
+           "undelivered", "summarize", "publish_summary", "health_verdict", "lifecycle_health", "SWEEP_GRACE_S",
+           "action_failed", "escalate", "resumable", "repair_since_decision"]
 
 TERMINAL = frozenset({"acted", "escalated", "duplicate"})
 HEALTH_KIND, HEALTH_KEY = "health", "lifecycle"     # TriageState: the sweep's last summary
@@ -172,3 +179,83 @@ def lifecycle_health(settings: Settings, *, now: int | None = None) -> tuple[boo
                                                        "stuck_for_s")}
     age = (now - int(summary.get("at") or 0)) // 1000 if summary else None
     return healthy, {"verdict": why, **counts, "summary_age_s": age}
+
+
+# --- moving an action on -------------------------------------------------------------------------
+
+def action_failed(record: DecisionRecord, snapshot: Snapshot, decision: Decision, exc: Exception,
+                  settings: Settings, notifier: Notifier | None) -> None:
+    """What ``shared.triage._act`` does when the action raised: a passing failure (or a lost
+    answer) -> retrying with back-off, at most TRIAGE_ACTION_ATTEMPTS sends; a refusal, or the
+    last attempt -> escalated with the error; a conflict -> duplicate."""
+    from shared.redact import redact
+    from shared.store import now_ms
+
+    kind = failure_kind(exc)
+    error = redact(f"{type(exc).__name__}: {exc}")
+    attempt = int(record.action_result.get("attempts") or 1)
+    errors = [*list(record.action_result.get("errors") or [])[-4:], error[:500]]
+    record.action_result = {**record.action_result, "error": error, "error_code": getattr(exc, "error_code", None),
+                            "http_status": getattr(exc, "status", None), "errors": errors}
+    if kind == "conflict":
+        record.status = "duplicate"
+        record.action_result["status"] = "superseded: the run changed since the decision (repaired or running again)"
+        _log.warning("action for %s superseded: %s", record.decision_key, error)
+        return
+    if kind in ("transient", "unknown") and attempt < settings.action_attempts:
+        delay = retry_delay_s(attempt)
+        record.status = "retrying"
+        record.action_result["next_at"] = now_ms() + delay * 1000
+        record.action_result["reconcile"] = kind == "unknown"
+        _log.warning("action for %s failed (attempt %d of %d, %s); the sweep sends it again in %d s: %s",
+                     record.decision_key, attempt, settings.action_attempts, kind, delay, error)
+        return
+    code = getattr(exc, "error_code", None) or getattr(exc, "status", None) or "error"
+    why = (f"{record.action} was refused by Databricks ({code}): {error}" if kind == "refused"
+           else f"{record.action} failed {attempt} time(s); last error: {error}")
+    escalate(record, snapshot, decision, why, notifier)
+
+
+def escalate(record: DecisionRecord, snapshot: Snapshot, decision: Decision, why: str,
+             notifier: Notifier | None) -> None:
+    """Hand the decision to a person: an ESCALATE notification saying why. ``escalated`` once
+    delivered; ``failed`` (resent by the sweep) while it is not."""
+    from dataclasses import replace
+
+    from shared.models import Action
+    from shared.redact import redact, redact_obj
+
+    why = redact(why)[:2000]
+    record.action_result = {**record.action_result, "escalated": why}
+    esc = replace(decision, action=Action.ESCALATE, notes=[*decision.notes, why])
+    result = notifier.notify(snapshot, esc, record) if notifier is not None else {"status": "not configured"}
+    record.notification = redact_obj(dict(result))
+    record.status = "failed" if record.notification.get("status") == "failed" else "escalated"
+    _log.warning("decision %s escalated: %s", record.decision_key, why)
+
+
+def resumable(rec: DecisionRecord, settings: Settings, now: int) -> bool:
+    """A retrying action whose back-off has passed, or an action stuck in ``acting`` longer than
+    TRIAGE_ACTING_TIMEOUT (its worker died before or after the Databricks call)."""
+    result = rec.action_result if isinstance(rec.action_result, dict) else {}
+    if rec.status == "retrying":
+        return int(result.get("next_at") or 0) <= now
+    if rec.status == "acting":
+        since = int(result.get("acting_since") or rec.updated_at or 0)
+        return now - since >= settings.acting_timeout_s * 1000
+    return False
+
+
+def repair_since_decision(snapshot: Snapshot, rec: DecisionRecord) -> int | None:
+    """The repair id of a repair newer than the one the decision knew (the request's
+    ``latest_repair_id``), from the run's ``repair_history``: Databricks is the source of truth."""
+    from shared.snapshot import as_int
+
+    reqs = (rec.action_request or {}).get("requests") or []
+    body = reqs[0].get("body") if reqs and isinstance(reqs[0], dict) else {}
+    known = as_int((body or {}).get("latest_repair_id"))
+    ids = [as_int(r.get("id")) for r in snapshot.repair_history if r.get("type") == "REPAIR"]
+    ids = [i for i in ids if i is not None]
+    if known is not None:
+        ids = ids[ids.index(known) + 1:] if known in ids else []
+    return ids[-1] if ids else None

@@ -227,8 +227,9 @@ def test_health_is_503_when_the_sweep_stopped(tmp_path):
 
 
 def test_health_is_503_when_the_store_cannot_be_read(tmp_path):
-    from blueprints.health import health_report
     import socket
+
+    from blueprints.health import health_report
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

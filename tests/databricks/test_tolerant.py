@@ -9,11 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from demo.workspace import make_snapshot, status_fault
 from shared.config import Settings
-from shared.databricks.capture import capture_snapshot, snapshot_from_answers
+from shared.databricks.capture import snapshot_from_answers
 from shared.databricks.reader import read_job, read_run
 from shared.errors import DatabricksError, DatabricksUnavailable
 from shared.triage import triage_run, triage_snapshot
