@@ -35,6 +35,8 @@ def register(sub) -> None:
     p.add_argument("snapshot", metavar="SNAPSHOT", help="a failure snapshot (JSON)")
     p.add_argument("--via", required=True, choices=VIA, help="the channel")
     p.add_argument("--no-llm", action="store_true", help="rules only, even when a model is configured")
+    p.add_argument("-o", "--output", choices=("json",), default="json",
+                   help="output format (json: the payload is JSON)")
     p.set_defaults(run=run)
 
 

@@ -93,3 +93,10 @@ def test_preview_is_what_the_channel_sends(tmp_path):
         assert strip(previewed) == strip(sent)
     finally:
         services.stop()
+
+
+def test_notify_preview_takes_output_json_like_every_command_that_prints_data():
+    code, out, _ = _run(["notify-preview", str(CORPUS / "dev-001.json"), "--via", "slack", "-o", "json"])
+    assert code == 0 and isinstance(json.loads(out), dict)
+    code, _, err = _run(["notify-preview", str(CORPUS / "dev-001.json"), "--via", "slack", "-o", "table"])
+    assert code == 2 and "-o/--output" in err
