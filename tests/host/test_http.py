@@ -218,17 +218,13 @@ class _Forms(HTMLParser):
 
 def _email_link(app_env, decision_key, job_id, verdict):
     """The path of the link the app puts in its emails for this decision (``shared.notify``)."""
-    import shared.notify as notify
+    from shared.notify import decision_links
     from shared.signing import key_from_secret
 
     settings = Settings.from_env(app_env)
-    key = key_from_secret(SIGNING_KEY)
-    if hasattr(notify, "decision_links"):            # links bound to the decision's job and workspace
-        with open_store(settings) as store:
-            record = store.get(decision_key, job_id)
-        links = notify.decision_links(settings, key, record, now=time.time())
-    else:
-        links = notify.feedback_links(settings, key, decision_key, now=time.time())
+    with open_store(settings) as store:
+        record = store.get(decision_key, job_id)
+    links = decision_links(settings, key_from_secret(SIGNING_KEY), record, now=time.time())
     return urlsplit(links[verdict]).path
 
 
