@@ -38,7 +38,7 @@ from shared.notify import incidents
 from shared.notify.client import ChannelAnswer, ChannelClient, check_url
 from shared.notify.notice import Notice, build_notice
 from shared.notify.notifier import EMAIL_ACTIONS
-from shared.notify.render import _MAX_ERROR, _one_line, feedback_links
+from shared.notify.render import _MAX_ERROR, _one_line, decision_links
 
 __all__ = ["Channel", "STATE_KIND", "ChannelNotConfigured"]
 
@@ -112,7 +112,11 @@ class Channel:
         except (SecretError, ValueError) as exc:
             _log.warning("feedback links left out of the %s message: %s", self.name, exc)
             return {}
-        return feedback_links(self._settings, key, decision_key, now=self._clock())
+        if not record.decision_key:
+            from dataclasses import replace
+
+            record = replace(record, decision_key=decision_key)
+        return decision_links(self._settings, key, record, now=self._clock())
 
     def outage(self, snapshot: "Snapshot", decision: Decision, record: "DecisionRecord") -> incidents.Incident | None:
         """The incident this failure belongs to (joined once per decision; None without a store)."""

@@ -439,3 +439,20 @@ def test_webhook_signature_check_refuses_a_timestamp_of_unicode_digits():
     for ts in ("\u00b2", "\u0661\u0662", "1\u00b2"):
         headers = {"X-Triage-Timestamp": ts, "X-Triage-Signature": sign("k", 1, body)}
         assert verify_signature("k", headers, body, now=1) is False
+
+
+def test_a_decision_awaiting_approval_carries_approve_and_reject_buttons(services, store, clock):
+    teams, _, _ = _channel(TeamsChannel, services, store, clock)
+    slack, _, _ = _channel(SlackChannel, services, store, clock)
+    snap = _snapshot()
+    decision = _decision(Action.SEND_EMAIL, Category.NETWORK)
+    rec = _record(snap, decision)
+    rec.decision = {**rec.decision, "approval": "pending"}
+    assert teams.notify(snap, decision, rec)["status"] == "sent"
+    assert slack.notify(snap, decision, rec)["status"] == "sent"
+    card = services.to(services.teams_path)[0].body["attachments"][0]["content"]
+    titles = [a["title"] for a in card["actions"]]
+    assert titles[:3] == ["Open the run in Databricks", "Approve", "Reject"]
+    buttons = next(b for b in services.to(services.slack_path)[0].body["blocks"] if b["type"] == "actions")["elements"]
+    assert [b.get("style") for b in buttons[1:3]] == ["primary", "danger"]
+    assert all("/api/feedback/" in b["url"] for b in buttons[1:])
