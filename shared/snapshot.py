@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from shared.errors import SnapshotError
+from shared.reader import read_job, read_output, read_run
 
 __all__ = [
     "RunState",
@@ -370,11 +371,9 @@ def _read_tolerantly(run: Mapping[str, Any], outputs: Mapping[str, Any], job: Ma
                      history: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None,
                                                           Mapping[str, Any]]:
     """Below the document's own structure, every field goes through the typed reader of
-    Databricks answers (``shared.databricks.reader``): a field with the wrong shape (tags as a
+    Databricks answers (``shared.reader``): a field with the wrong shape (tags as a
     string, ``depends_on`` as a boolean) is dropped and noted in ``history.read_notes``, so the
     failure is still decided from what is valid."""
-    from shared.databricks.reader import read_job, read_output, read_run
-
     notes: list[str] = []
     clean_run = read_run(run, notes) or {}
     clean_outputs: dict[str, Any] = {}

@@ -3,7 +3,7 @@
 Per run: one ``runs/get`` (plus a page per 100 tasks), one ``runs/get-output`` per failed task
 (never for tasks that only failed because an upstream task did, never on a multi-task parent;
 at most ``TRIAGE_MAX_TASK_OUTPUTS``, default 20, the earliest to fail first), and one
-``jobs/get``. Every answer is read through ``shared.databricks.reader``. ``history.prior_retries`` comes from the store's retry count for the run's
+``jobs/get``. Every answer is read through ``shared.reader``. ``history.prior_retries`` comes from the store's retry count for the run's
 lineage.
 
 Lineage: a repair keeps the run id, so a run's lineage is its own id. A resized rerun is a new
@@ -18,7 +18,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Mapping
 
-from shared.databricks.reader import read_job, read_output, read_run
+from shared.reader import read_job, read_output, read_run
 from shared.errors import DatabricksError, DatabricksNotFound
 from shared.snapshot import SNAPSHOT_VERSION, RunState, Snapshot, TaskRun, as_int, parse_snapshot
 
@@ -74,7 +74,7 @@ def _root_cause_order(tasks: list[TaskRun]) -> list[TaskRun]:
 def snapshot_from_answers(run: Any, outputs: Mapping[str, Any], job: Any, history: Mapping[str, Any], *,
                           workspace_host: str, case_id: str = "", source: str = "") -> Snapshot:
     """A snapshot from the Databricks answers as they came. Every answer goes through the typed
-    reader (``shared.databricks.reader``) first: a wrong-shaped field is dropped and noted in
+    reader (``shared.reader``) first: a wrong-shaped field is dropped and noted in
     ``history.read_notes``; only a run without a run id cannot form a snapshot."""
     notes: list[str] = []
     clean_run = read_run(run, notes)

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from shared.models import EvidenceKind
+from shared.models import Category, EvidenceKind
 
 __all__ = ["Rule", "R"]
 

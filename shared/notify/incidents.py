@@ -33,7 +33,7 @@ from shared.models import Action, Category, Decision
 if TYPE_CHECKING:  # pragma: no cover
     from shared.config import Settings
     from shared.snapshot import Snapshot
-    from shared.store import DecisionRecord, Store
+    from shared.store import Store
 
 __all__ = ["KIND", "Cause", "Incident", "cause_of", "join", "solo", "get", "mark_recovered", "incident_key"]
 

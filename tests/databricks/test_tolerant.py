@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from demo.workspace import make_snapshot, status_fault
 from shared.config import Settings
 from shared.databricks.capture import snapshot_from_answers
-from shared.databricks.reader import read_job, read_run
+from shared.reader import read_job, read_run
 from shared.errors import DatabricksError, DatabricksUnavailable
 from shared.triage import triage_run, triage_snapshot
 
