@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 import azure.functions as func
 
 from shared.errors import ConfigError, SecretError, StoreError
-from shared.app.feedback import handle_confirm, handle_link, handle_post, page
-from shared.app.http import json_response
 
 if TYPE_CHECKING:  # pragma: no cover
     from shared.config import Settings
@@ -42,6 +40,9 @@ def _open_store(settings: Settings) -> Any:
 @bp.function_name("feedback_post")
 @bp.route(route="feedback", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def feedback_post(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.app.feedback import handle_post
+    from shared.app.http import json_response
+
     try:
         settings = _settings()
         store = _open_store(settings)
@@ -61,17 +62,25 @@ def _signing_key(settings: Any) -> bytes | None:
     return key_from_secret(raw) if raw else None
 
 
+def _links_not_set_up(exc: Exception) -> func.HttpResponse:
+    from shared.app.feedback import page
+
+    log.warning("feedback signing key unavailable: %s", exc)
+    return page(503, "Feedback links are not set up",
+                ["This app cannot read its feedback signing key. Ask the team that runs it."])
+
+
 @bp.function_name("feedback_link")
 @bp.route(route="feedback/{token}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def feedback_link(req: func.HttpRequest) -> func.HttpResponse:
     """The page a link in an email opens: it shows what the link does and changes nothing."""
+    from shared.app.feedback import handle_link
+
     try:
         settings = _settings()
         key = _signing_key(settings)
     except (ConfigError, SecretError, ValueError) as exc:
-        log.warning("feedback signing key unavailable: %s", exc)
-        return page(503, "Feedback links are not set up",
-                     ["This app cannot read its feedback signing key. Ask the team that runs it."])
+        return _links_not_set_up(exc)
     return handle_link(req, signing_key=key, open_store=lambda: _open_store(settings))
 
 
@@ -79,14 +88,13 @@ def feedback_link(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="feedback/confirm", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def feedback_confirm(req: func.HttpRequest) -> func.HttpResponse:
     """The confirmation page's button: the signed token in the form body is the credential."""
+    from shared.app.feedback import handle_confirm
     from shared.app.runtime import open_runtime
 
     try:
         settings = _settings()
         key = _signing_key(settings)
     except (ConfigError, SecretError, ValueError) as exc:
-        log.warning("feedback signing key unavailable: %s", exc)
-        return page(503, "Feedback links are not set up",
-                     ["This app cannot read its feedback signing key. Ask the team that runs it."])
+        return _links_not_set_up(exc)
     return handle_confirm(req, signing_key=key, open_store=lambda: _open_store(settings),
                           open_runtime=lambda: open_runtime(settings), settings=settings)
