@@ -12,25 +12,10 @@ from shared.models import Action, Category, Decision
 from shared.notify import incidents
 from shared.snapshot import parse_snapshot
 from shared.store._sqlite import SqliteStore
-from shared.store._tables import TablesStore
 from demo.workspace import make_snapshot
 
 
-@pytest.fixture(params=["sqlite", "tables"])
-def any_store(request, tmp_path):
-    if request.param == "sqlite":
-        s = SqliteStore(tmp_path / "s.db")
-    else:
-        azurite = request.getfixturevalue("azurite")
-        s = TablesStore.from_connection_string(azurite.connection_string,
-                                               table_prefix=request.getfixturevalue("table_prefix"),
-                                               retry_total=2, retry_backoff_factor=0.1)
-        s.check()
-    yield s
-    s.close()
-
-
-def test_workers_joining_at_once_make_one_incident(any_store):
+def test_workers_joining_at_once_make_one_incident(learning_store):
     settings = Settings.from_env({})
     cause = incidents.Cause("storage-503:lake.dfs.core.windows.net", "storage account lake answering 503")
     results, errors = [], []
@@ -39,7 +24,7 @@ def test_workers_joining_at_once_make_one_incident(any_store):
     def worker(i):
         try:
             barrier.wait()
-            results.append(incidents.join(any_store, settings, cause, job_id=str(i), job_name=f"job-{i}",
+            results.append(incidents.join(learning_store, settings, cause, job_id=str(i), job_name=f"job-{i}",
                                           run_id=100 + i, decision_key=f"{100 + i}-3", action="ESCALATE",
                                           now_ms=5_000_000 + i))
         except Exception as exc:  # noqa: BLE001
@@ -52,16 +37,16 @@ def test_workers_joining_at_once_make_one_incident(any_store):
         t.join()
     assert not errors
     assert len({r.dedup_key for r in results}) == 1 and sum(r.opened for r in results) == 1
-    final = incidents.get(any_store, cause.key)
+    final = incidents.get(learning_store, cause.key)
     assert final.count == 6 and sorted(j["name"] for j in final.jobs) == [f"job-{i}" for i in range(6)]
     # every job recovers, from two workers at once: exactly one of them resolves it
     resolved = []
     for i in range(5):
-        incidents.mark_recovered(any_store, settings, cause.key, job_id=str(i), decision_key=f"{100 + i}-3",
+        incidents.mark_recovered(learning_store, settings, cause.key, job_id=str(i), decision_key=f"{100 + i}-3",
                                  now_ms=6_000_000)
 
     def last(_):
-        resolved.append(incidents.mark_recovered(any_store, settings, cause.key, job_id="5", decision_key="105-3",
+        resolved.append(incidents.mark_recovered(learning_store, settings, cause.key, job_id="5", decision_key="105-3",
                                                  now_ms=6_000_001).resolved_now)
 
     ts = [threading.Thread(target=last, args=(i,)) for i in range(2)]
@@ -71,7 +56,7 @@ def test_workers_joining_at_once_make_one_incident(any_store):
         t.join()
     assert sorted(resolved) == [False, True]
     # a failure after the incident resolved opens a new one
-    again = incidents.join(any_store, settings, cause, job_id="1", job_name="job-1", run_id=200, decision_key="200-0",
+    again = incidents.join(learning_store, settings, cause, job_id="1", job_name="job-1", run_id=200, decision_key="200-0",
                            action="ESCALATE", now_ms=6_000_100)
     assert again.opened and again.generation == 2 and again.dedup_key != final.dedup_key
 

@@ -19,13 +19,13 @@ JOB_ID = 4242
 
 @pytest.fixture(params=["sqlite", "tables"])
 def learning_store(request, tmp_path):
-    """The decision store, once per backend."""
+    """A fresh store, once per backend (SQLite, and Table Storage on Azurite)."""
     if request.param == "sqlite":
-        from shared.store._sqlite import SqliteStore
+        from shared.store import SqliteStore
 
         store = SqliteStore(tmp_path / "learning.db")
     else:
-        from shared.store._tables import TablesStore
+        from shared.store import TablesStore
 
         azurite = request.getfixturevalue("azurite")
         store = TablesStore.from_connection_string(azurite.connection_string,
