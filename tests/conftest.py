@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.plugins.databricks",
     "tests.plugins.openai",
     "tests.plugins.learning",
+    "tests.plugins.crash",
 ]

@@ -24,83 +24,16 @@ again, the record ends terminal, and exactly one write takes effect.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import uuid
-from pathlib import Path
 
 import pytest
 
 from demo.workspace import drop_fault, hold_fault, slow_fault, status_fault
 from shared.config import Settings
 from shared.store import now_ms
-from tests.fakes.channel_services import ChannelServices
-from tests.helpers import corpus_doc
-
-ROOT = Path(__file__).resolve().parents[1]
-CASES = {"repair": "dev-043", "submit": "dev-055"}          # TIMEOUT -> RETRY; RESOURCE -> resized rerun
-ENDPOINT = {"repair": "runs/repair", "submit": "runs/submit"}
-
-
-@pytest.fixture
-def channels():
-    s = ChannelServices().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(params=["sqlite", "azurite"])
-def storage(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'triage.db'}"
-    return request.getfixturevalue("azurite").connection_string
-
-
-def _env(fake, storage, channels):
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT", "TMPDIR")}
-    return {**keep, "DATABRICKS_HOST": fake.url, "DATABRICKS_TOKEN": fake.token, "TRIAGE_STORAGE": storage,
-            "TRIAGE_MODE": "act", "TRIAGE_ACTING_TIMEOUT": "1m", "TRIAGE_MAX_WORKERS": "16",
-            "TRIAGE_WEBHOOK_URL": channels.hook_url, "TRIAGE_WEBHOOK_SECRET": channels.webhook_secret,
-            "TRIAGE_NOTIFY_VIA": "webhook", "TRIAGE_ESCALATE_VIA": "webhook"}
-
-
-def _load(fake, case):
-    doc = corpus_doc(case)
-    doc.pop("history", None)
-    doc["run"]["run_id"] = 7_000_000_000 + uuid.uuid4().int % 1_000_000_000   # unique in a shared Azurite
-    return fake.load(doc)
-
-
-def _worker(env, run_id):
-    return subprocess.Popen([sys.executable, "-m", "shared", "triage", "--run-id", str(run_id), "--quiet"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _sweep_later(env):
-    """The sweeps that follow, in process, with the clock past TRIAGE_ACTING_TIMEOUT."""
-    from shared.app.runtime import open_runtime
-    from shared.triage import act_due, retry_notifications
-
-    settings = Settings.from_env(env)
-    with open_runtime(settings) as rt:
-        client = rt.client()
-        for minutes in (2, 5):
-            act_due(settings, client=client, store=rt.store, notifier=rt.notifier, now=now_ms() + minutes * 60_000)
-            retry_notifications(settings, client=client, store=rt.store, notifier=rt.notifier,
-                                now=now_ms() + minutes * 60_000)
-
-
-def _record(env, run_id):
-    from shared.store import open_store
-
-    with open_store(Settings.from_env(env)) as store:
-        return store.get(f"{run_id}-0")
-
-
-def _writes_that_took_effect(fake, kind):
-    return len(fake.repairs) if kind == "repair" else len(fake.submitted)
+from tests.plugins.crash import CASES, ENDPOINT, crash_env as _env, load_case as _load, start_worker as _worker
+from tests.plugins.crash import stored_record as _record, sweep_later as _sweep_later
+from tests.plugins.crash import writes_that_took_effect as _writes_that_took_effect
 
 
 @pytest.mark.parametrize("kind", ["repair", "submit"])
