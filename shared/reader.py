@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["Obj", "List", "Map", "read", "read_run", "read_output", "read_job", "RUN", "OUTPUT", "JOB"]
+__all__ = ["Obj", "List", "Map", "read", "read_run", "read_output", "read_job", "read_answers", "RUN", "OUTPUT", "JOB"]
 
 _MAX_NOTES = 50
 
@@ -196,3 +196,16 @@ def read_output(output: Any, notes: list[str], where: str = "output") -> dict[st
 def read_job(job: Any, notes: list[str]) -> dict[str, Any] | None:
     """A ``jobs/get`` answer; None when it is not an object."""
     return _top(job, JOB, "job", notes)
+
+
+def read_answers(run: Any, outputs: Mapping[str, Any], job: Any,
+                 notes: list[str]) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any] | None]:
+    """The three answers a snapshot is made of (``runs/get``, the ``runs/get-output`` answers keyed
+    by task run id, ``jobs/get`` or None), each read as above; an output that is not an object
+    is left out. Every dropped field is noted in ``notes``."""
+    clean_outputs: dict[str, Any] = {}
+    for k, v in outputs.items():
+        out = read_output(v, notes, where=f"task_outputs.{k}")
+        if out is not None:
+            clean_outputs[str(k)] = out
+    return read_run(run, notes), clean_outputs, (read_job(job, notes) if job is not None else None)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from shared.errors import SnapshotError
-from shared.reader import read_job, read_output, read_run
+from shared.reader import read_answers
 
 __all__ = [
     "RunState",
@@ -375,17 +375,11 @@ def _read_tolerantly(run: Mapping[str, Any], outputs: Mapping[str, Any], job: Ma
     string, ``depends_on`` as a boolean) is dropped and noted in ``history.read_notes``, so the
     failure is still decided from what is valid."""
     notes: list[str] = []
-    clean_run = read_run(run, notes) or {}
-    clean_outputs: dict[str, Any] = {}
-    for k, v in outputs.items():
-        out = read_output(v, notes, where=f"task_outputs.{k}")
-        if out is not None:
-            clean_outputs[str(k)] = out
-    clean_job = read_job(job, notes) if job is not None else None
+    clean_run, clean_outputs, clean_job = read_answers(run, outputs, job, notes)
     if notes:
         earlier = [str(n) for n in (history.get("read_notes") or []) if isinstance(history.get("read_notes"), list)]
         history = {**history, "read_notes": earlier + [n for n in notes if n not in earlier]}
-    return clean_run, clean_outputs, clean_job, history
+    return clean_run or {}, clean_outputs, clean_job, history
 
 
 def load_snapshot(path: str | Path) -> Snapshot:

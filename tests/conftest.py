@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.plugins.openai",
     "tests.plugins.learning",
     "tests.plugins.crash",
+    "tests.plugins.app",
 ]

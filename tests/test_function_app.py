@@ -11,7 +11,6 @@ import random
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import azure.functions as func
@@ -25,6 +24,7 @@ from shared.errors import DatabricksUnavailable
 from shared.store import open_store
 from demo.workspace import status_fault
 from tests.helpers import corpus_doc
+from tests.plugins.app import WEBHOOK_PASSWORD, basic
 
 ROOT = Path(__file__).resolve().parents[1]
 URL = "http://localhost:7071/api/databricks/webhook"
@@ -113,45 +113,6 @@ def test_importing_function_app_loads_no_cloud_sdk():
 
 # --- end to end ------------------------------------------------------------------------------------
 
-CREDS = ("databricks", "pw-" + uuid.uuid4().hex)
-
-
-def _basic(user, password):
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-@pytest.fixture
-def channels():
-    from tests.fakes.channel_services import ChannelServices
-
-    s = ChannelServices().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def app_env(azurite, fake_databricks, channels, monkeypatch):
-    """The app's settings as the Functions host would give them: Azurite, the fake workspace, and
-    a signed-webhook channel on loopback (act mode needs a channel that reaches a person)."""
-    queue = "q" + uuid.uuid4().hex[:12]
-    env = {
-        "TRIAGE_WEBHOOK_URL": channels.hook_url,
-        "TRIAGE_WEBHOOK_SECRET": channels.webhook_secret,
-        "TRIAGE_NOTIFY_VIA": "webhook",
-        "TRIAGE_ESCALATE_VIA": "webhook",
-        "AzureWebJobsStorage": azurite.connection_string,
-        "TRIAGE_QUEUE_NAME": queue,
-        "DATABRICKS_HOST": fake_databricks.url,
-        "DATABRICKS_TOKEN": fake_databricks.token,
-        "TRIAGE_MODE": "act",
-        "TRIAGE_WEBHOOK_USERNAME": CREDS[0],
-        "TRIAGE_WEBHOOK_PASSWORD": CREDS[1],
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
-
-
 def _load(fake, case):
     """A corpus failure with fresh ids (the Azurite tables are shared by the session) that ended a
     minute ago (so the sweep's window holds it)."""
@@ -173,7 +134,7 @@ def _notification(run_id, job_id):
             "run": {"run_id": str(run_id)}, "job": {"job_id": str(job_id), "name": "nightly-etl"}}
 
 
-def _post_webhook(doc, *, auth=_basic(*CREDS), content_type="application/json"):
+def _post_webhook(doc, *, auth=basic(), content_type="application/json"):
     headers = {"Content-Type": content_type}
     if auth:
         headers["Authorization"] = auth
@@ -270,14 +231,14 @@ def test_task_level_notification_triages_the_parent_run(app_env, azurite, fake_d
 
 
 def test_webhook_http_answers_for_bad_requests(app_env):
-    resp = _post_webhook(_notification(1, 2), auth=_basic("databricks", "wrong"))
+    resp = _post_webhook(_notification(1, 2), auth=basic(password="wrong"))
     assert resp.status_code == 401 and resp.headers["WWW-Authenticate"].startswith("Basic")
-    assert CREDS[1] not in resp.get_body().decode()
+    assert WEBHOOK_PASSWORD not in resp.get_body().decode()
     resp = _post_webhook({"event_type": "jobs.on_start", "run": {"run_id": "1"}})
     assert resp.status_code == 200 and json.loads(resp.get_body())["status"] == "ignored"
     resp = _post_webhook(_notification(1, 2), content_type="text/plain")
     assert resp.status_code == 415
-    req = func.HttpRequest(method="POST", url=URL, headers={"Authorization": _basic(*CREDS)}, body=b"{oops")
+    req = func.HttpRequest(method="POST", url=URL, headers={"Authorization": basic()}, body=b"{oops")
     resp = _user("databricks_webhook")(req)
     assert resp.status_code == 400 and "Traceback" not in resp.get_body().decode()
 

@@ -18,7 +18,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Mapping
 
-from shared.reader import read_job, read_output, read_run
+from shared.reader import read_answers, read_run
 from shared.errors import DatabricksError, DatabricksNotFound
 from shared.snapshot import SNAPSHOT_VERSION, RunState, Snapshot, TaskRun, as_int, parse_snapshot
 
@@ -77,7 +77,7 @@ def snapshot_from_answers(run: Any, outputs: Mapping[str, Any], job: Any, histor
     reader (``shared.reader``) first: a wrong-shaped field is dropped and noted in
     ``history.read_notes``; only a run without a run id cannot form a snapshot."""
     notes: list[str] = []
-    clean_run = read_run(run, notes)
+    clean_run, clean_outputs, clean_job = read_answers(run, outputs, job, notes)
     if clean_run is None or as_int(clean_run.get("run_id")) is None:
         raise DatabricksError(f"runs/get for {source or 'the run'} answered without a run_id")
     if any(n.startswith(("run.state", "run.status", "run: ")) for n in notes) or not (
@@ -88,12 +88,6 @@ def snapshot_from_answers(run: Any, outputs: Mapping[str, Any], job: Any, histor
         clean_run["state"] = {"life_cycle_state": "INTERNAL_ERROR",
                               "state_message": "the run's state could not be read from the Databricks answer"}
         clean_run.pop("status", None)
-    clean_outputs: dict[str, Any] = {}
-    for k, v in outputs.items():
-        out = read_output(v, notes, where=f"task_outputs.{k}")
-        if out is not None:
-            clean_outputs[str(k)] = out
-    clean_job = read_job(job, notes) if job is not None else None
     history = dict(history)
     if notes:
         history["read_notes"] = notes

@@ -105,8 +105,8 @@ def _settings(**env):
 
 
 def _post(body, *, content_type="application/json", auth=None, settings=None, credentials=None, queue=None,
-          method="POST"):
-    headers = {}
+          method="POST", extra_headers=None):
+    headers = {k: v for k, v in (extra_headers or {}).items() if k.lower() not in ("content-type", "authorization")}
     if content_type is not None:
         headers["Content-Type"] = content_type
     if auth is not None:
@@ -405,15 +405,8 @@ _auth = st.one_of(
                                                              st.text(max_size=20), max_size=3))
 def test_handle_fuzzed_requests_answer_2xx_or_4xx_never_raise(body, content_type, auth, method, with_credentials,
                                                                extra):
-    headers = {k: v for k, v in extra.items() if k.lower() not in ("content-type", "authorization")}
-    if content_type is not None:
-        headers["Content-Type"] = content_type
-    if auth is not None:
-        headers["Authorization"] = auth
-    req = func.HttpRequest(method=method, url=URL, headers=headers, body=body)
-    queue = Queue()
-    status, answer = status_and_json(handle_webhook(req, settings=FUZZ_SETTINGS,
-                                                    credentials=CREDS if with_credentials else None, enqueue=queue))
+    status, answer, queue = _post(body, content_type=content_type, auth=auth, settings=FUZZ_SETTINGS,
+                                  credentials=CREDS if with_credentials else None, method=method, extra_headers=extra)
     event(f"HTTP {status}")
     assert status in (200, 202, 400, 401, 405, 413, 415)
     json.dumps(answer)

@@ -23,7 +23,6 @@ from shared.notify.webhook import WebhookChannel, sign, verify_signature
 from shared.secrets import SecretProvider
 from shared.snapshot import parse_snapshot
 from shared.store import DecisionRecord
-from tests.fakes.channel_services import ChannelServices
 from tests.helpers import corpus_doc
 
 T0 = 1_800_000_000.0
@@ -38,19 +37,12 @@ class Clock:
 
 
 @pytest.fixture
-def services():
-    s = ChannelServices().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
 def clock():
     return Clock()
 
 
-def _env(services, **extra):
-    env = {**services.env(), "TRIAGE_PUBLIC_BASE_URL": "https://triage-test.example.com",
+def _env(channels, **extra):
+    env = {**channels.env(), "TRIAGE_PUBLIC_BASE_URL": "https://triage-test.example.com",
            "TRIAGE_FEEDBACK_SIGNING_KEY": _random.token_urlsafe(32), "TRIAGE_MODE": "act"}
     env.update(extra)
     return env
@@ -60,8 +52,8 @@ def _client():
     return ChannelClient(attempts=3, backoff_s=0, sleep=lambda s: None, timeout_s=(2, 5))
 
 
-def _channel(cls, services, store, clock, **env):
-    settings = Settings.from_env(_env(services, **env))
+def _channel(cls, channels, store, clock, **env):
+    settings = Settings.from_env(_env(channels, **env))
     secrets = SecretProvider.from_settings(settings)
     return cls(settings, secrets=secrets, store=store, client=_client(), clock=clock), settings, secrets
 
@@ -107,12 +99,12 @@ def _notify(channel, **kw):
 
 # --- PagerDuty ------------------------------------------------------------------------------
 
-def test_pagerduty_trigger_is_a_valid_events_v2_event(services, store, clock):
-    pd, settings, _ = _channel(PagerDutyChannel, services, store, clock)
+def test_pagerduty_trigger_is_a_valid_events_v2_event(channels, store, clock):
+    pd, settings, _ = _channel(PagerDutyChannel, channels, store, clock)
     result, snap = _notify(pd)
     assert result["status"] == "sent" and result["http_status"] == 202, result
-    [event] = services.pagerduty_events()
-    assert event["routing_key"] == services.routing_key and event["event_action"] == "trigger"
+    [event] = channels.pagerduty_events()
+    assert event["routing_key"] == channels.routing_key and event["event_action"] == "trigger"
     assert event["dedup_key"] == result["dedup_key"] == result["incident"]
     p = event["payload"]
     assert p["severity"] == "critical" and p["source"] == snap.workspace_host and p["class"] == "NETWORK"
@@ -123,40 +115,40 @@ def test_pagerduty_trigger_is_a_valid_events_v2_event(services, store, clock):
     assert links["Open the run in Databricks"] == snap.run_page_url
     assert links["Diagnosis correct"].startswith("https://triage-test.example.com/api/feedback/")
     assert event["client_url"] == "https://triage-test.example.com"
-    assert services.alerts[event["dedup_key"]].status == "triggered"
+    assert channels.alerts[event["dedup_key"]].status == "triggered"
 
 
-def test_pagerduty_refused_key_is_not_retried_and_never_shows_the_key(services, store, clock):
-    pd, _, _ = _channel(PagerDutyChannel, services, store, clock, PAGERDUTY_ROUTING_KEY="R" + "x" * 31)
+def test_pagerduty_refused_key_is_not_retried_and_never_shows_the_key(channels, store, clock):
+    pd, _, _ = _channel(PagerDutyChannel, channels, store, clock, PAGERDUTY_ROUTING_KEY="R" + "x" * 31)
     result, _ = _notify(pd)
     assert result["status"] == "failed" and result["retryable"] is False and result["http_status"] == 400
     assert result["error_code"] == "invalid event"
-    assert len(services.to("/v2/enqueue")) == 1                 # a 400 is not sent again
+    assert len(channels.to("/v2/enqueue")) == 1                 # a 400 is not sent again
     assert "x" * 31 not in json.dumps(result)
 
 
-def test_pagerduty_503_is_retried_then_delivered(services, store, clock):
-    pd, _, _ = _channel(PagerDutyChannel, services, store, clock)
-    services.inject("/v2/enqueue", 503, 429)
+def test_pagerduty_503_is_retried_then_delivered(channels, store, clock):
+    pd, _, _ = _channel(PagerDutyChannel, channels, store, clock)
+    channels.inject("/v2/enqueue", 503, 429)
     result, _ = _notify(pd)
     assert result["status"] == "sent"
-    assert [s.status for s in services.to("/v2/enqueue")] == [503, 429, 202]
+    assert [s.status for s in channels.to("/v2/enqueue")] == [503, 429, 202]
 
 
-def test_pagerduty_unreachable_fails_retryably(services, store, clock):
-    pd, _, _ = _channel(PagerDutyChannel, services, store, clock, PAGERDUTY_EVENTS_URL="http://127.0.0.1:9/v2/enqueue")
+def test_pagerduty_unreachable_fails_retryably(channels, store, clock):
+    pd, _, _ = _channel(PagerDutyChannel, channels, store, clock, PAGERDUTY_EVENTS_URL="http://127.0.0.1:9/v2/enqueue")
     result, _ = _notify(pd)
     assert result["status"] == "failed" and result["retryable"] is True and "no answer" in result["error"]
 
 
-def test_pagerduty_resolve_event(services, store, clock):
-    pd, _, _ = _channel(PagerDutyChannel, services, store, clock)
+def test_pagerduty_resolve_event(channels, store, clock):
+    pd, _, _ = _channel(PagerDutyChannel, channels, store, clock)
     result, _ = _notify(pd)
     out = pd.resolve(result["dedup_key"])
     assert out["status"] == "resolved"
-    assert services.pagerduty_events()[-1] == {"routing_key": services.routing_key, "event_action": "resolve",
+    assert channels.pagerduty_events()[-1] == {"routing_key": channels.routing_key, "event_action": "resolve",
                                                "dedup_key": result["dedup_key"]}
-    assert services.alerts[result["dedup_key"]].status == "resolved"
+    assert channels.alerts[result["dedup_key"]].status == "resolved"
 
 
 def test_events_url_must_be_https_except_loopback():
@@ -167,11 +159,11 @@ def test_events_url_must_be_https_except_loopback():
 
 # --- Teams, Slack, webhook -----------------------------------------------------------------
 
-def test_teams_posts_an_adaptive_card_with_link_buttons(services, store, clock):
-    teams, _, _ = _channel(TeamsChannel, services, store, clock)
+def test_teams_posts_an_adaptive_card_with_link_buttons(channels, store, clock):
+    teams, _, _ = _channel(TeamsChannel, channels, store, clock)
     result, snap = _notify(teams, job_name="nightly [evil](https://evil.example.com) etl")
     assert result["status"] == "sent" and result["http_status"] == 202, result
-    [seen] = services.to(services.teams_path)
+    [seen] = channels.to(channels.teams_path)
     card = seen.body["attachments"][0]["content"]
     assert seen.body["attachments"][0]["contentType"] == "application/vnd.microsoft.card.adaptive"
     titles = {a["title"]: a["url"] for a in card["actions"]}
@@ -181,11 +173,11 @@ def test_teams_posts_an_adaptive_card_with_link_buttons(services, store, clock):
     assert "](https://evil" not in text and "[evil] (https://evil" in text
 
 
-def test_slack_posts_block_kit_and_escapes_mentions(services, store, clock):
-    slack, _, _ = _channel(SlackChannel, services, store, clock)
+def test_slack_posts_block_kit_and_escapes_mentions(channels, store, clock):
+    slack, _, _ = _channel(SlackChannel, channels, store, clock)
     result, snap = _notify(slack, job_name="<!channel> etl <https://evil.example.com|click>")
     assert result["status"] == "sent" and result["http_status"] == 200, result
-    [seen] = services.to(services.slack_path)
+    [seen] = channels.to(channels.slack_path)
     assert seen.status == 200 and seen.body["text"]
     kinds = [b["type"] for b in seen.body["blocks"]]
     assert kinds[0] == "header" and "actions" in kinds
@@ -195,92 +187,92 @@ def test_slack_posts_block_kit_and_escapes_mentions(services, store, clock):
     assert buttons[0]["url"] == snap.run_page_url
 
 
-def test_slack_refusal_carries_slacks_code(services, store, clock):
-    slack, _, _ = _channel(SlackChannel, services, store, clock, SLACK_WEBHOOK_URL=services.base + "/slack/gone")
+def test_slack_refusal_carries_slacks_code(channels, store, clock):
+    slack, _, _ = _channel(SlackChannel, channels, store, clock, SLACK_WEBHOOK_URL=channels.base + "/slack/gone")
     result, _ = _notify(slack)
     assert result["status"] == "failed" and result["http_status"] == 404 and result["error_code"] == "no_service"
     assert "/slack/gone" not in json.dumps(result)          # the URL is a credential
 
 
-def test_webhook_is_signed_and_verifiable(services, store, clock):
-    hook, _, _ = _channel(WebhookChannel, services, store, clock)
+def test_webhook_is_signed_and_verifiable(channels, store, clock):
+    hook, _, _ = _channel(WebhookChannel, channels, store, clock)
     clock.t = 1_900_000_000
     result, snap = _notify(hook)
     assert result["status"] == "sent", result
-    [seen] = services.to(services.hook_path)
+    [seen] = channels.to(channels.hook_path)
     assert seen.status == 200 and seen.body["type"] == "triage.notification" and seen.body["id"] == snap.decision_key
     assert seen.headers["x-triage-timestamp"] == "1900000000"
-    assert verify_signature(services.webhook_secret, seen.headers, seen.raw, now=1_900_000_010)
-    assert not verify_signature(services.webhook_secret, seen.headers, seen.raw + b" ", now=1_900_000_010)
-    assert not verify_signature(services.webhook_secret, seen.headers, seen.raw, now=1_900_000_000 + 301)
+    assert verify_signature(channels.webhook_secret, seen.headers, seen.raw, now=1_900_000_010)
+    assert not verify_signature(channels.webhook_secret, seen.headers, seen.raw + b" ", now=1_900_000_010)
+    assert not verify_signature(channels.webhook_secret, seen.headers, seen.raw, now=1_900_000_000 + 301)
     assert not verify_signature("another secret", seen.headers, seen.raw, now=1_900_000_010)
     assert sign("k", 1, b"{}") == sign(b"k", 1, b"{}")
 
 
-def test_webhook_without_signing_secret_is_not_configured(services, store, clock):
-    hook, _, _ = _channel(WebhookChannel, services, store, clock, TRIAGE_WEBHOOK_SECRET="")
+def test_webhook_without_signing_secret_is_not_configured(channels, store, clock):
+    hook, _, _ = _channel(WebhookChannel, channels, store, clock, TRIAGE_WEBHOOK_SECRET="")
     result, _ = _notify(hook)
     assert result["status"] == "failed" and result["retryable"] is False and "TRIAGE_WEBHOOK_SECRET" in result["error"]
-    assert services.to(services.hook_path) == []
+    assert channels.to(channels.hook_path) == []
 
 
 @pytest.mark.parametrize("cls", [PagerDutyChannel, TeamsChannel, SlackChannel, WebhookChannel])
-def test_every_channel_redacts_what_it_sends(cls, services, store, clock):
+def test_every_channel_redacts_what_it_sends(cls, channels, store, clock):
     token = "dapi" + _random.token_hex(16)
     password = "Pw" + _random.token_urlsafe(20)
-    channel, settings, secrets = _channel(cls, services, store, clock, TRIAGE_WEBHOOK_PASSWORD=password)
+    channel, settings, secrets = _channel(cls, channels, store, clock, TRIAGE_WEBHOOK_PASSWORD=password)
     secrets.get("TRIAGE_WEBHOOK_PASSWORD")
     error = f"HTTP 403 calling https://adb-1.1.azuredatabricks.net with Bearer {token} as {password}"
     snap = _snapshot(error=error, job_name=f"etl {token}")
     decision = _decision(excerpt=error)
     assert channel.notify(snap, decision, _record(snap, decision))["status"] == "sent"
-    raw = b"".join(s.raw for s in services.seen).decode()
+    raw = b"".join(s.raw for s in channels.seen).decode()
     assert token not in raw and password not in raw and "REDACTED" in raw
 
 
-def test_one_message_per_decision_and_channel(services, store, clock):
-    teams, _, _ = _channel(TeamsChannel, services, store, clock)
+def test_one_message_per_decision_and_channel(channels, store, clock):
+    teams, _, _ = _channel(TeamsChannel, channels, store, clock)
     snap = _snapshot()
     decision = _decision()
     first = teams.notify(snap, decision, _record(snap, decision))
     again = teams.notify(snap, decision, _record(snap, decision))
     assert first["status"] == again["status"] == "sent" and again["duplicate"] is True
-    assert len(services.to(services.teams_path)) == 1
+    assert len(channels.to(channels.teams_path)) == 1
 
 
-def test_a_failed_message_is_sent_again_on_the_next_try(services, store, clock):
-    teams, _, _ = _channel(TeamsChannel, services, store, clock)
-    services.inject(services.teams_path, 500, 500, 500)
+def test_a_failed_message_is_sent_again_on_the_next_try(channels, store, clock):
+    teams, _, _ = _channel(TeamsChannel, channels, store, clock)
+    channels.inject(channels.teams_path, 500, 500, 500)
     snap = _snapshot()
     decision = _decision()
     first = teams.notify(snap, decision, _record(snap, decision))
     assert first["status"] == "failed" and first["retryable"] is True and first["attempts"] == 1
     second = teams.notify(snap, decision, _record(snap, decision))
     assert second["status"] == "sent" and second["attempts"] == 2
-    assert [s.status for s in services.to(services.teams_path)] == [500, 500, 500, 202]
+    assert [s.status for s in channels.to(channels.teams_path)] == [500, 500, 500, 202]
 
 
-def test_client_errors_are_typed(services):
+def test_client_errors_are_typed(channels):
     client = _client()
-    services.inject("/x", 418)
+    channels.inject("/x", 418)
     with pytest.raises(ChannelError) as err:
-        client.post_json("teams", services.base + "/x", {"a": 1})
+        client.post_json("teams", channels.base + "/x", {"a": 1})
     assert err.value.status == 418 and err.value.retryable is False and err.value.channel == "teams"
     assert "/x" not in str(err.value)
 
 
 # --- routing ------------------------------------------------------------------------------
 
-def _routed(services, store, clock, **env):
-    settings = Settings.from_env(_env(services, **env))
+def _routed(channels, store, clock, **env):
+    settings = Settings.from_env(_env(channels, **env))
     secrets = SecretProvider.from_settings(settings)
     channels = build_channels(settings, secrets, store=store, client=_client(), clock=clock)
     return RoutedNotifier(settings, channels), settings
 
 
-def test_route_failure_hands_over_to_the_next_channel(services, store, clock):
-    routed, _ = _routed(services, store, clock, TRIAGE_ESCALATE_VIA="pagerduty,teams")
-    services.inject("/v2/enqueue", 500, 500, 500)
+def test_route_failure_hands_over_to_the_next_channel(channels, store, clock):
+    routed, _ = _routed(channels, store, clock, TRIAGE_ESCALATE_VIA="pagerduty,teams")
+    channels.inject("/v2/enqueue", 500, 500, 500)
     snap = _snapshot()
     decision = _decision()
     out = routed.notify(snap, decision, _record(snap, decision))
@@ -289,17 +281,17 @@ def test_route_failure_hands_over_to_the_next_channel(services, store, clock):
     assert out["route"] == ["pagerduty", "teams"] and out["route_source"] == "TRIAGE_ESCALATE_VIA"
 
 
-def test_all_channels_failing_is_a_retryable_failure(services, store, clock):
-    routed, _ = _routed(services, store, clock, TRIAGE_ESCALATE_VIA="slack")
-    services.inject(services.slack_path, 503, 503, 503)
+def test_all_channels_failing_is_a_retryable_failure(channels, store, clock):
+    routed, _ = _routed(channels, store, clock, TRIAGE_ESCALATE_VIA="slack")
+    channels.inject(channels.slack_path, 503, 503, 503)
     snap = _snapshot()
     decision = _decision()
     out = routed.notify(snap, decision, _record(snap, decision))
     assert out["status"] == "failed" and out["retryable"] is True and out["channels"][0]["channel"] == "slack"
 
 
-def test_job_tag_picks_a_configured_channel_by_name_only(services, store, clock):
-    settings = Settings.from_env(_env(services, TRIAGE_NOTIFY_VIA="email"))
+def test_job_tag_picks_a_configured_channel_by_name_only(channels, store, clock):
+    settings = Settings.from_env(_env(channels, TRIAGE_NOTIFY_VIA="email"))
     configured = {"teams": object(), "slack": object()}
     snap = _snapshot(tags={"triage.notify_via": "https://evil.example.com/hook, slack, pagerduty"})
     route, source, notes = route_for(snap, _decision(Action.SEND_EMAIL), settings, configured)
@@ -316,13 +308,13 @@ def test_channel_names_are_checked_in_the_settings():
     assert s.notify_via == ("teams", "slack") and s.escalate_via == ("email",)
 
 
-def test_build_notifier_routes_when_a_channel_is_configured(services, store):
+def test_build_notifier_routes_when_a_channel_is_configured(channels, store):
     from shared.app.runtime import build_notifier
     from shared.notify import NullNotifier
 
     settings = Settings.from_env({})
     assert isinstance(build_notifier(settings, SecretProvider.from_settings(settings), store=store), NullNotifier)
-    settings = Settings.from_env(_env(services, TRIAGE_ESCALATE_VIA="pagerduty"))
+    settings = Settings.from_env(_env(channels, TRIAGE_ESCALATE_VIA="pagerduty"))
     n = build_notifier(settings, SecretProvider.from_settings(settings), store=store)
     assert isinstance(n, RoutedNotifier) and set(n.names) == {"pagerduty", "teams", "slack", "webhook"}
     # a route naming channels whose secrets are not set, and no email: nobody could be told
@@ -335,14 +327,14 @@ def test_build_notifier_routes_when_a_channel_is_configured(services, store):
 
 # --- one incident per outage ------------------------------------------------------------------
 
-def test_jobs_failing_the_same_way_share_one_page(services, store, clock):
-    pd, _, _ = _channel(PagerDutyChannel, services, store, clock)
+def test_jobs_failing_the_same_way_share_one_page(channels, store, clock):
+    pd, _, _ = _channel(PagerDutyChannel, channels, store, clock)
     for i in range(3):
         snap = _snapshot(run_id=100 + i, job_id=10 + i, job_name=f"etl-{i}")
         decision = _decision()
         assert pd.notify(snap, decision, _record(snap, decision))["status"] == "sent"
         clock.t += 60
-    events = services.pagerduty_events()
+    events = channels.pagerduty_events()
     assert len(events) == 3 and len({e["dedup_key"] for e in events}) == 1
     assert events[-1]["payload"]["summary"].startswith("3 jobs failing: the same NETWORK failure: etl-0, etl-1, etl-2")
     assert [j["name"] for j in events[-1]["payload"]["custom_details"]["incident"]["jobs"]] == ["etl-0", "etl-1",
@@ -351,31 +343,31 @@ def test_jobs_failing_the_same_way_share_one_page(services, store, clock):
     snap = _snapshot(run_id=200, job_id=20, job_name="late")
     decision = _decision()
     pd.notify(snap, decision, _record(snap, decision))
-    assert services.pagerduty_events()[-1]["dedup_key"] != events[0]["dedup_key"]
+    assert channels.pagerduty_events()[-1]["dedup_key"] != events[0]["dedup_key"]
 
 
-def test_one_infrastructure_cause_groups_different_errors(services, store, clock):
-    pd, _, _ = _channel(PagerDutyChannel, services, store, clock)
+def test_one_infrastructure_cause_groups_different_errors(channels, store, clock):
+    pd, _, _ = _channel(PagerDutyChannel, channels, store, clock)
     errors = ["Operation failed: \"Server busy\", 503, GET, https://lake01.dfs.core.windows.net/raw/a?x=1, ServerBusy",
               "java.io.IOException: HTTP 503 Service Unavailable from lake01.dfs.core.windows.net on PUT /curated/b"]
     for i, e in enumerate(errors):
         snap = _snapshot(run_id=300 + i, job_id=30 + i, job_name=f"job-{i}")
         decision = _decision(excerpt=e, fingerprint=f"fp-{i}")
         pd.notify(snap, decision, _record(snap, decision))
-    events = services.pagerduty_events()
+    events = channels.pagerduty_events()
     assert len({e["dedup_key"] for e in events}) == 1
     assert "storage account lake01.dfs.core.windows.net answering 503" in events[-1]["payload"]["summary"]
 
 
-def test_owner_notices_say_how_many_other_jobs_fail_the_same_way(services, store, clock):
-    teams, _, _ = _channel(TeamsChannel, services, store, clock)
+def test_owner_notices_say_how_many_other_jobs_fail_the_same_way(channels, store, clock):
+    teams, _, _ = _channel(TeamsChannel, channels, store, clock)
     for i in range(4):
         snap = _snapshot(run_id=400 + i, job_id=40 + i, job_name=f"owner-job-{i}")
         decision = _decision(Action.SEND_EMAIL, Category.DATA, fingerprint="fp-data")
         assert teams.notify(snap, decision, _record(snap, decision))["status"] == "sent"
-    last = json.dumps(services.to(services.teams_path)[-1].body)
+    last = json.dumps(channels.to(channels.teams_path)[-1].body)
     assert "3 other jobs fail the same way" in last and "owner-job-0, owner-job-1, owner-job-2" in last
-    assert len(services.to(services.teams_path)) == 4                  # every owner still gets theirs
+    assert len(channels.to(channels.teams_path)) == 4                  # every owner still gets theirs
 
 
 def test_concurrent_joins_make_one_incident(store):
@@ -415,21 +407,21 @@ def test_incident_resolves_once_when_every_paged_job_recovered(store):
     assert not third.resolved_now
 
 
-def test_an_owner_alert_on_pagerduty_resolves_when_handled(services, store, clock):
+def test_an_owner_alert_on_pagerduty_resolves_when_handled(channels, store, clock):
     from shared.notify.routing import recovered
 
-    routed, settings = _routed(services, store, clock, TRIAGE_NOTIFY_VIA="pagerduty")
+    routed, settings = _routed(channels, store, clock, TRIAGE_NOTIFY_VIA="pagerduty")
     snap = _snapshot()
     decision = _decision(Action.SEND_EMAIL, Category.DATA)
     rec = store.claim(_record(snap, decision)).record
     rec.notification = routed.notify(snap, decision, rec)
     assert rec.notification["channel"] == "pagerduty"
-    trigger = services.pagerduty_events()[0]
+    trigger = channels.pagerduty_events()[0]
     assert trigger["payload"]["severity"] == "warning" and trigger["dedup_key"].startswith("triage-decision-")
     rec = store.update(rec).record
     out = recovered(settings, rec, store=store, notifier=routed, now_ms=int(clock() * 1000), how="marked handled")
     assert out["status"] == "resolved" and out["incident"] == trigger["dedup_key"]
-    assert services.alerts[trigger["dedup_key"]].status == "resolved"
+    assert channels.alerts[trigger["dedup_key"]].status == "resolved"
     assert store.get(rec.decision_key, rec.job_id).notification["recovered_how"] == "marked handled"
 
 
@@ -441,18 +433,18 @@ def test_webhook_signature_check_refuses_a_timestamp_of_unicode_digits():
         assert verify_signature("k", headers, body, now=1) is False
 
 
-def test_a_decision_awaiting_approval_carries_approve_and_reject_buttons(services, store, clock):
-    teams, _, _ = _channel(TeamsChannel, services, store, clock)
-    slack, _, _ = _channel(SlackChannel, services, store, clock)
+def test_a_decision_awaiting_approval_carries_approve_and_reject_buttons(channels, store, clock):
+    teams, _, _ = _channel(TeamsChannel, channels, store, clock)
+    slack, _, _ = _channel(SlackChannel, channels, store, clock)
     snap = _snapshot()
     decision = _decision(Action.SEND_EMAIL, Category.NETWORK)
     rec = _record(snap, decision)
     rec.decision = {**rec.decision, "approval": "pending"}
     assert teams.notify(snap, decision, rec)["status"] == "sent"
     assert slack.notify(snap, decision, rec)["status"] == "sent"
-    card = services.to(services.teams_path)[0].body["attachments"][0]["content"]
+    card = channels.to(channels.teams_path)[0].body["attachments"][0]["content"]
     titles = [a["title"] for a in card["actions"]]
     assert titles[:3] == ["Open the run in Databricks", "Approve", "Reject"]
-    buttons = next(b for b in services.to(services.slack_path)[0].body["blocks"] if b["type"] == "actions")["elements"]
+    buttons = next(b for b in channels.to(channels.slack_path)[0].body["blocks"] if b["type"] == "actions")["elements"]
     assert [b.get("style") for b in buttons[1:3]] == ["primary", "danger"]
     assert all("/api/feedback/" in b["url"] for b in buttons[1:])

@@ -28,13 +28,6 @@ ENDPOINT = {"repair": "runs/repair", "submit": "runs/submit"}
 KEEP_ENV = ("PATH", "HOME", "LANG", "SYSTEMROOT", "TMPDIR")
 
 
-@pytest.fixture
-def channels():
-    s = ChannelServices().start()
-    yield s
-    s.stop()
-
-
 @pytest.fixture(params=["sqlite", "azurite"])
 def storage(request, tmp_path):
     """The store a worker uses, by its TRIAGE_STORAGE value: a SQLite file, or the Azurite tables."""
