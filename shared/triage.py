@@ -463,9 +463,8 @@ def _owner_instead(record: DecisionRecord, snapshot: Snapshot, decision: Decisio
 def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notifier: Notifier | None = None, now: int | None = None,
             lookback_s: int = 2 * 86400) -> list[DecisionRecord]:
     """Carry out act-mode decisions whose back-off has passed (called by every sweep)."""
-    from shared.app.lifecycle import resumable
+    from shared.app.lifecycle import resumable, with_cost
     from shared.databricks.actions import effective_decision
-    from shared.databricks.budget import say_budget
     from shared.databricks.capture import capture_snapshot
 
     now = now or now_ms()
@@ -492,11 +491,7 @@ def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notif
             continue
         decision = decision_of_record(rec)
         plan, cost = _plan(snapshot, decision, settings, store, now)
-        decision = say_budget(effective_decision(decision, plan), cost)
-        if cost.get("stopped_by"):      # the budget was spent meanwhile: the record says so
-            rec.action, rec.reason = decision.action.value, _redact(decision.reason)
-        if cost:
-            rec.decision = {**rec.decision, "cost": cost}
+        decision = with_cost(rec, effective_decision(decision, plan), cost)
         result = _act(rec, snapshot, decision, plan, settings, client=client, store=store, notifier=notifier)
         done.append(result.record)
     return done
@@ -511,8 +506,9 @@ def resume_action(rec: DecisionRecord, settings: Settings, *, client: Databricks
     send again with the same ``latest_repair_id`` (Databricks refuses a second repair if one
     slipped in). A submit: send again with the same ``idempotency_token`` (Databricks answers
     with the run it already made). A notification: notify again (one email per decision key)."""
-    from shared.app.lifecycle import repair_since_decision
+    from shared.app.lifecycle import budget_again, repair_since_decision, with_cost
     from shared.databricks.actions import effective_decision, plan_action
+    from shared.databricks.budget import spend_rerun
     from shared.databricks.capture import capture_snapshot
 
     now = now or now_ms()
@@ -527,6 +523,7 @@ def resume_action(rec: DecisionRecord, settings: Settings, *, client: Databricks
                                  "reconciled": f"repair {found} found in the run's repair_history"}
             for k in ("next_at", "acting_since"):
                 rec.action_result.pop(k, None)
+            spend_rerun(rec, store)     # the worker may have died before counting it (once per decision)
             upd = store.update(rec)
             log.info("decision %s: reconciled with Databricks, repair %s ran", rec.decision_key, found)
             return upd.record if upd.ok else rec
@@ -536,8 +533,12 @@ def resume_action(rec: DecisionRecord, settings: Settings, *, client: Databricks
         rec.action_result = {**(rec.action_result or {}), "status": "superseded: the run was repaired or rerun meanwhile"}
         upd = store.update(rec)
         return upd.record if upd.ok else rec
-    plan = _no_rerun_from_partial_definition(plan_action(snapshot, decision, settings, now_ms=now), snapshot)
-    decision = effective_decision(decision, plan)
+    if budget_again(rec):       # surely not taken effect: held against the day's budget again
+        plan, cost = _plan(snapshot, decision, settings, store, now)
+        decision = with_cost(rec, effective_decision(decision, plan), cost)
+    else:                       # may exist already: resent as it was granted
+        plan = _no_rerun_from_partial_definition(plan_action(snapshot, decision, settings, now_ms=now), snapshot)
+        decision = effective_decision(decision, plan)
     return _act(rec, snapshot, decision, plan, settings, client=client, store=store, notifier=notifier).record
 
 

@@ -175,3 +175,79 @@ def test_report_shows_spend_per_day_job_and_category_against_the_budget(fake_dat
     assert {c["category"]: c["stopped"] for c in spend["per_category"]}[stopped.category] == 1
     text = render_text(report)
     assert "Spend (budget $5.00 a day" in text and f"${usd:.2f}" in text
+
+
+# --- a resumed action and the budget (docs/lifecycle.md) -------------------------------------------
+
+def _retrying_after(fake, client, store, settings, case, endpoint, *faults):
+    run_id = _load(fake, case)
+    fake.inject(endpoint, *faults)
+    record = triage_run(run_id, settings, client=client, store=store, act_now=True).record
+    assert record.status == "retrying", record.to_dict()
+    fake._faults.clear()
+    return record
+
+
+def test_a_repair_resent_after_a_503_is_held_against_the_budget_again(fake_databricks, client, store):
+    """A repair absent from repair_history has surely not run: the day's spend may have grown."""
+    from demo.workspace import status_fault
+
+    settings = Settings.from_env({"TRIAGE_MODE": "act", "TRIAGE_BUDGET_USD_PER_DAY": "1"})
+    record = _retrying_after(fake_databricks, client, store, settings, "dev-043", "runs/repair",
+                             *[status_fault(503, retry_after=0)] * 10)
+    sent = len(fake_databricks.requests_to("runs/repair"))
+    add_spend(store, 0.9999, day=day_of())                 # other reruns used the day's budget meanwhile
+    [done] = act_due(settings, client=client, store=store, now=record.action_result["next_at"] + 1)
+    assert done.action == "SEND_EMAIL" and done.status == "acted" and "daily budget" in done.reason
+    assert done.decision["cost"]["stopped_by"] == "app"
+    assert fake_databricks.repairs == [] and len(fake_databricks.requests_to("runs/repair")) == sent   # not sent again
+    assert today(store)["total_usd"] == pytest.approx(0.9999, abs=1e-5)
+
+
+def test_a_submit_refused_with_503_is_held_against_the_budget_again(fake_databricks, client, store):
+    from demo.workspace import status_fault
+
+    settings = Settings.from_env({"TRIAGE_MODE": "act", "TRIAGE_BUDGET_USD_PER_DAY": "1"})
+    record = _retrying_after(fake_databricks, client, store, settings, "dev-055", "runs/submit",
+                             *[status_fault(503, retry_after=0)] * 10)
+    assert record.action_result["http_status"] == 503
+    sent = len(fake_databricks.requests_to("runs/submit"))
+    add_spend(store, 0.9999, day=day_of())
+    [done] = act_due(settings, client=client, store=store, now=record.action_result["next_at"] + 1)
+    assert done.action == "SEND_EMAIL" and "daily budget" in done.reason
+    assert len(fake_databricks.requests_to("runs/submit")) == sent and len(fake_databricks.submitted) == 0
+
+
+def test_a_submit_that_may_exist_is_resent_as_granted_and_counted_once(fake_databricks, client, store):
+    """A lost answer: the run may exist, so the resend (same idempotency token) is not checked
+    again, whatever was spent meanwhile; its estimate is counted once."""
+    from demo.workspace import drop_fault, lost_answer_fault
+
+    settings = Settings.from_env({"TRIAGE_MODE": "act", "TRIAGE_BUDGET_USD_PER_DAY": "5"})
+    record = _retrying_after(fake_databricks, client, store, settings, "dev-055", "runs/submit", lost_answer_fault(),
+                             *[drop_fault()] * 7)        # the client's own resends lose their answers too
+    assert record.action_result["http_status"] is None and len(fake_databricks.submitted) == 1
+    add_spend(store, 4.9999, day=day_of())                 # the day's budget is now spent
+    [done] = act_due(settings, client=client, store=store, now=record.action_result["next_at"] + 1)
+    assert done.action == "RETRY_WITH_NEW_PARAMS" and done.status == "acted"
+    assert done.action_result["run_id"] in fake_databricks.submitted and len(fake_databricks.submitted) == 1
+    usd = done.decision["cost"]["rerun"]["usd"]
+    assert today(store)["total_usd"] == pytest.approx(4.9999 + usd, abs=1e-5)
+
+
+def test_a_repair_found_in_repair_history_is_counted_once(fake_databricks, client, store):
+    """The worker died after Databricks ran the repair, before it counted the spend: the sweep's
+    reconciliation counts it; a second reconciliation (or a worker that had counted) does not."""
+    from demo.workspace import lost_answer_fault
+    from shared.databricks.budget import spend_rerun
+
+    settings = Settings.from_env({"TRIAGE_MODE": "act"})
+    record = _retrying_after(fake_databricks, client, store, settings, "dev-043", "runs/repair", lost_answer_fault())
+    assert today(store)["total_usd"] == 0                  # the worker never learnt that it ran
+    [done] = act_due(settings, client=client, store=store, now=record.action_result["next_at"] + 1)
+    assert done.status == "acted" and done.action_result["repair_id"] == fake_databricks.repairs[0]["repair_id"]
+    usd = done.decision["cost"]["rerun"]["usd"]
+    assert usd > 0 and today(store)["total_usd"] == pytest.approx(usd, abs=1e-5)
+    spend_rerun(done, store)                               # seen again: not counted twice
+    assert today(store)["total_usd"] == pytest.approx(usd, abs=1e-5)
+    assert spent(store, day=day_of(), job_id=done.job_id) == pytest.approx(usd, abs=1e-5)

@@ -7,6 +7,8 @@ under the record's etag), recorded as decided by a person; ``reject`` records th
 the person's feedback. The approval state lives on the stored decision (``decision.approval``):
 
     pending --approve--> approving --> approved      (or refused: the run moved on, the limit was reached)
+                           └──(the approving process died)──► taken over by the sweep after
+                              TRIAGE_ACTING_TIMEOUT (``resume_approval``), then as above
     pending --reject---> rejected
     pending --(link lifetime passed)--> expired
 
@@ -31,7 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from shared.notify.notifier import Notifier
     from shared.store.base import Store
 
-__all__ = ["ApprovalResult", "approval_state", "approval_expires_ms", "approve", "reject", "pending_approval"]
+__all__ = ["ApprovalResult", "approval_state", "approval_expires_ms", "approve", "reject", "pending_approval",
+           "resume_approval", "resume_approvals"]
 
 log = logging.getLogger(__name__)
 
@@ -120,16 +123,75 @@ def approve(store: "Store", key: str, settings: "Settings", *, client_for: Calla
 
     ``client_for(record)`` gives the Databricks client of the record's workspace (called only
     when there is something to do). In shadow mode the approval is recorded and nothing is sent."""
+    now = int(time.time() * 1000) if now_ms is None else int(now_ms)
+    record, moved, why = _move(store, key, job_id, "approving", by, now, settings)
+    if not moved:
+        return ApprovalResult(record, False, False, why, approval_state(record))
+    return _carry_on(store, record, settings, client_for=client_for, notifier=notifier, by=by, now=now,
+                     reopen=True)
+
+
+def resume_approval(record: DecisionRecord, settings: "Settings", *, client: "DatabricksClient", store: "Store",
+                    notifier: "Notifier | None", now: int | None = None) -> DecisionRecord:
+    """Carry on an approval left ``approving`` past TRIAGE_ACTING_TIMEOUT (the approving process
+    died): the sweep takes it over with a conditional write (so one sweep, and never the old
+    process too, goes on), then does what the approval would have done, asking Databricks first:
+    the run is read again, a run repaired or rerun meanwhile refuses it, and the proposed repair
+    is sent with the ``latest_repair_id`` it was proposed with (a resized rerun with the decision
+    key as its idempotency token), so it cannot run twice. Nothing the approving process sent
+    can be lost: it records ``acting`` before any request, and a stale ``acting`` is reconciled
+    from ``repair_history`` (``shared.triage.resume_action``). Ends ``approved`` (the action's
+    own state then follows the lifecycle) or ``refused``."""
+    from shared.app.lifecycle import approving_since
+
+    now = int(time.time() * 1000) if now is None else int(now)
+    history = (record.decision or {}).get("approval_history") or [{}]
+    last = history[-1] if isinstance(history[-1], dict) else {}
+    approver = str(last.get("approver") or last.get("by") or "unknown")
+    upd = store.update(_stamp(record, "approving", "sweep", now, approver=approver, since=approving_since(record),
+                              reason="taken over: the approving process stopped"))
+    if not upd.ok or upd.record is None:     # another sweep took it over, or it moved on meanwhile
+        return upd.record or record
+    log.warning("approval of %s by %s was left unfinished; the sweep carries it out", record.decision_key, approver)
+    result = _carry_on(store, upd.record, settings, client_for=lambda _: client, notifier=notifier, by=approver,
+                       now=now, reopen=False)
+    return result.record or upd.record
+
+
+def resume_approvals(settings: "Settings", *, client: "DatabricksClient", store: "Store",
+                     notifier: "Notifier | None", now: int | None = None,
+                     lookback_s: int = 2 * 86400) -> list[DecisionRecord]:
+    """Every sweep: take over the approvals left ``approving`` past TRIAGE_ACTING_TIMEOUT
+    (``resume_approval``), over the same window as ``shared.triage.act_due``."""
+    from shared.app.lifecycle import approval_takeover_due
+
+    now = int(time.time() * 1000) if now is None else int(now)
+    done: list[DecisionRecord] = []
+    for rec in store.list(since_ms=now - lookback_s * 1000):
+        if not approval_takeover_due(rec, settings, now):
+            continue
+        try:
+            done.append(resume_approval(rec, settings, client=client, store=store, notifier=notifier, now=now))
+        except Exception as exc:  # noqa: BLE001 - one run's trouble must not stop the others
+            log.warning("cannot carry out the approval of %s yet: %s", rec.decision_key, exc)
+    return done
+
+
+def _carry_on(store: "Store", record: DecisionRecord, settings: "Settings", *,
+              client_for: Callable[[DecisionRecord], "DatabricksClient"], notifier: "Notifier | None", by: str,
+              now: int, reopen: bool) -> ApprovalResult:
+    """approving -> approved (the proposal carried out through ``shared.triage.carry_out``) or
+    refused. ``reopen``: when Databricks cannot be reached, the request goes back to ``pending``
+    for another click (a person is waiting for the answer); the sweep leaves it ``approving`` and
+    tries again after TRIAGE_ACTING_TIMEOUT, and ``health`` counts it once past its deadline."""
     from shared.databricks.actions import effective_decision, plan_action
+    from shared.databricks.budget import say_budget, within_budget
     from shared.databricks.capture import capture_snapshot
     from shared.decide.policy import max_retries_for
     from shared.models import Action
     from shared.triage import carry_out, decision_of_record, stored_request
 
-    now = int(time.time() * 1000) if now_ms is None else int(now_ms)
-    record, moved, why = _move(store, key, job_id, "approving", by, now, settings)
-    if not moved:
-        return ApprovalResult(record, False, False, why, approval_state(record))
+    key = record.decision_key
     d = dict(record.decision or {})
     proposed = Action(d["proposed_action"])
 
@@ -151,7 +213,7 @@ def approve(store: "Store", key: str, settings: "Settings", *, client_for: Calla
     except Exception:
         # Nothing was sent: the request stays open for another try.
         cur = store.get(record.decision_key, job_id=record.job_id)
-        if cur is not None and approval_state(cur) == "approving":
+        if reopen and cur is not None and approval_state(cur) == "approving":
             store.update(_stamp(cur, "pending", by, int(time.time() * 1000), reason="could not reach Databricks"))
         raise
     if snapshot.decision_key != record.decision_key:
@@ -168,8 +230,9 @@ def approve(store: "Store", key: str, settings: "Settings", *, client_for: Calla
                        reason=f"{base.reason.split(' -> ')[0]} -> {proposed.value}: approved by {by}",
                        proposed_action="", proposed_params={}, approval="", model_only=False,
                        notes=[*base.notes, f"the proposed {proposed.value} was approved by {by}"])
-    plan = plan_action(snapshot, decision, settings, now_ms=now)
-    decision = effective_decision(decision, plan)
+    # the day's budget holds for an approved rerun too; its estimate is recorded so it is counted
+    plan, cost = within_budget(plan_action(snapshot, decision, settings, now_ms=now), snapshot, settings, store, now)
+    decision = say_budget(effective_decision(decision, plan), cost)
     before = {"action": record.action, "decided_by": record.decided_by, "reason": record.reason,
               "notification": record.notification}
     acting = DecisionRecord.from_dict(record.to_dict(), etag=record.etag)
@@ -178,13 +241,14 @@ def approve(store: "Store", key: str, settings: "Settings", *, client_for: Calla
     acting.action_request = stored_request(plan.to_dict())
     acting.decision = {**(record.decision or {}), **{k: v for k, v in decision.to_dict().items()
                                                       if k in ("action", "params", "notes", "reason", "decided_by")},
-                       "approval": "approved", "before_approval": before}
+                       "approval": "approved", "before_approval": before, **({"cost": cost} if cost else {})}
     acting.decision["approval_history"] = [*acting.decision.get("approval_history", []),
                                            {"state": "approved", "by": by, "at": now}][-10:]
     result = carry_out(acting, snapshot, decision, plan, settings, client=client, store=store, notifier=notifier)
     rec = result.record
     message = (f"approved: {decision.action.value} of {key} {rec.status if rec else 'unknown'}"
-               + (f" ({result.message})" if result.message and not result.acted else ""))
+               + (f" ({result.message})" if result.message and not result.acted else "")
+               + (f"; not retried: {cost['reason']}" if cost.get("stopped_by") else ""))
     return ApprovalResult(rec, True, result.acted, message, "approved")
 
 

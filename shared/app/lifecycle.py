@@ -9,6 +9,8 @@ so the pipeline (``shared.triage``), the sweep and ``health`` read them from one
        │          └──(worker died)──► taken over by the sweep after TRIAGE_ACTING_TIMEOUT
        └──► duplicate                       (the run was repaired or rerun meanwhile)
     failed: a notification could not be delivered yet; the sweep resends it, then escalates.
+    approval ``approving``: a person approved a proposed retry and a process is carrying it out;
+    past TRIAGE_ACTING_TIMEOUT the sweep takes it over (``shared.app.approvals.resume_approval``).
 
 Terminal: ``acted``, ``escalated``, ``duplicate``, and every shadow-mode decision (nothing is
 carried out). Every other state has an owner and a deadline (``deadline_ms``).
@@ -38,7 +40,8 @@ _log = logging.getLogger(__name__)
 
 __all__ = ["TERMINAL", "HEALTH_KIND", "HEALTH_KEY", "failure_kind", "retry_delay_s", "deadline_ms", "is_terminal",
            "undelivered", "summarize", "publish_summary", "health_verdict", "lifecycle_health", "SWEEP_GRACE_S",
-           "action_failed", "escalate", "resumable", "repair_since_decision"]
+           "action_failed", "escalate", "resumable", "repair_since_decision", "approving_since",
+           "approval_takeover_due", "budget_again", "with_cost"]
 
 TERMINAL = frozenset({"acted", "escalated", "duplicate"})
 HEALTH_KIND, HEALTH_KEY = "health", "lifecycle"     # TriageState: the sweep's last summary
@@ -83,8 +86,34 @@ def is_terminal(rec: DecisionRecord) -> bool:
     return rec.mode != "act" or rec.status in TERMINAL
 
 
+def _last_approving(rec: DecisionRecord) -> dict[str, Any]:
+    d = rec.decision if isinstance(rec.decision, dict) else {}
+    if d.get("approval") != "approving":
+        return {}
+    history = d.get("approval_history") if isinstance(d.get("approval_history"), list) else []
+    entry = next((e for e in reversed(history) if isinstance(e, dict) and e.get("state") == "approving"), None)
+    return entry or {"at": rec.updated_at}
+
+
+def approving_since(rec: DecisionRecord) -> int | None:
+    """When a person's approval started being carried out (the approval is ``approving``), kept
+    across the sweep's takeovers; None when the approval is not in flight."""
+    entry = _last_approving(rec)
+    return int(entry.get("since") or entry.get("at") or rec.updated_at or 0) if entry else None
+
+
+def approval_takeover_due(rec: DecisionRecord, settings: Settings, now: int) -> bool:
+    """An approval left ``approving`` longer than TRIAGE_ACTING_TIMEOUT since its last owner
+    (the approving process, or a sweep that took it over) wrote it: that owner died."""
+    entry = _last_approving(rec)
+    return bool(entry) and now - int(entry.get("at") or rec.updated_at or 0) >= settings.acting_timeout_s * 1000
+
+
 def deadline_ms(rec: DecisionRecord, settings: Settings) -> int | None:
     """When the record must have moved on (ms epoch); None for a terminal record."""
+    approving = approving_since(rec)
+    if approving is not None:     # a person's approval being carried out (the record may be `acted`)
+        return approving + (int(settings.acting_timeout_s) + SWEEP_GRACE_S) * 1000
     if is_terminal(rec):
         return None
     result = rec.action_result if isinstance(rec.action_result, dict) else {}
@@ -110,11 +139,13 @@ def summarize(records: list[DecisionRecord], settings: Settings, *, now: int) ->
     past = [r for r in records if (d := deadline_ms(r, settings)) is not None and d < now]
     retrying = [r for r in records if r.mode == "act" and r.status == "retrying"]
     lost = [r for r in records if undelivered(r)]
+    approving = [r for r in records if approving_since(r) is not None]
     oldest = min((deadline_ms(r, settings) or now for r in past), default=now)
     return {
         "past_deadline": len(past),
         "retrying": len(retrying),
         "undelivered": len(lost),
+        "approving": len(approving),
         "escalated": sum(1 for r in records if r.mode == "act" and r.status == "escalated"),
         "stuck_for_s": max(0, (now - oldest) // 1000) if past else 0,
         "stuck_keys": [r.decision_key for r in past[:10]],
@@ -175,8 +206,8 @@ def lifecycle_health(settings: Settings, *, now: int | None = None) -> tuple[boo
         return False, {"verdict": "the decision store cannot be read"}
     summary = entry.value if entry is not None else None
     healthy, why = health_verdict(summary, now=now)
-    counts = {k: (summary or {}).get(k, 0) for k in ("past_deadline", "retrying", "undelivered", "escalated",
-                                                       "stuck_for_s")}
+    counts = {k: (summary or {}).get(k, 0) for k in ("past_deadline", "retrying", "undelivered", "approving",
+                                                       "escalated", "stuck_for_s")}
     age = (now - int(summary.get("at") or 0)) // 1000 if summary else None
     return healthy, {"verdict": why, **counts, "summary_age_s": age}
 
@@ -259,3 +290,32 @@ def repair_since_decision(snapshot: Snapshot, rec: DecisionRecord) -> int | None
     if known is not None:
         ids = ids[ids.index(known) + 1:] if known in ids else []
     return ids[-1] if ids else None
+
+
+def budget_again(rec: DecisionRecord) -> bool:
+    """Whether a resumed rerun is held against the budget again: only when it surely has not
+    taken effect, so its spend was never counted and the day's may have grown meanwhile. A repair
+    that reached here is absent from ``repair_history`` (reconciled first); a resized rerun only
+    when its last send surely did not reach Databricks (429 or 503: not processed). A submit that
+    may exist (a lost answer, a worker that died during the call) is sent again with its
+    idempotency token and no new check: its spend was granted at decision time."""
+    kind = (rec.action_request or {}).get("kind")
+    if kind == "repair":
+        return True
+    result = rec.action_result if isinstance(rec.action_result, dict) else {}
+    return (kind == "submit" and rec.status == "retrying" and not result.get("reconcile")
+            and result.get("http_status") in (429, 503))
+
+
+def with_cost(rec: DecisionRecord, decision: Decision, cost: dict[str, Any]) -> Decision:
+    """Record a (re)planned action's budget check on the record: the estimate, and when the cap
+    stopped the rerun, the action and reason it became (an email to the owner)."""
+    from shared.databricks.budget import say_budget
+    from shared.redact import redact
+
+    decision = say_budget(decision, cost)
+    if cost.get("stopped_by"):      # the budget was spent meanwhile: the record says so
+        rec.action, rec.reason = decision.action.value, redact(decision.reason)
+    if cost:
+        rec.decision = {**(rec.decision or {}), "cost": cost}
+    return decision

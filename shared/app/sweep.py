@@ -23,6 +23,7 @@ Databricks documents no delivery retries for webhooks, so every few minutes (the
 
 Then, with each workspace's client: ``shared.triage.act_due`` (act-mode decisions whose back-off
 has passed, actions retrying, and actions stuck in ``acting``: docs/lifecycle.md),
+``shared.app.approvals.resume_approvals`` (approvals whose approving process died),
 ``shared.triage.retry_notifications`` (emails that failed or were never recorded),
 ``shared.learning.outcomes.check_outcomes`` (the outcome of what was retried, the learning signal),
 ``shared.databricks.inplace.restore_due`` (jobs resized in place put back once their repaired
@@ -388,6 +389,7 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
     from shared.learning.outcomes import RunsSeen, check_outcomes
     from shared.app.runtime import workspaces
     from shared.app.lifecycle import publish_summary
+    from shared.app.approvals import resume_approvals
     from shared.triage import act_due, retry_notifications
 
     now = int(time.time() * 1000) if now_ms is None else int(now_ms)
@@ -413,6 +415,9 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
     for index, (host, client) in enumerate(clients_by_workspace.items()):
         view: Any = _WorkspaceView(store, host, include_unnamed=index == 0) if several else store
         report.acted += _call_after(report, f"due actions ({host})", lambda: act_due(
+            settings, client=client, store=view, notifier=notifier, now=now if now_ms is not None else None))
+        # approvals left `approving` by a process that died: carried on (docs/lifecycle.md)
+        report.acted += _call_after(report, f"approvals ({host})", lambda: resume_approvals(
             settings, client=client, store=view, notifier=notifier, now=now if now_ms is not None else None))
         report.emails_resent += _call_after(report, f"email resends ({host})", lambda: retry_notifications(
             settings, client=client, store=view, notifier=notifier, now=now if now_ms is not None else None))

@@ -2,7 +2,8 @@
 against today's spend (``shared.store.spend``); one that would pass the app's daily cap
 (``TRIAGE_BUDGET_USD_PER_DAY``) or the job's (tag ``triage.budget_usd_per_day``) becomes an
 email to the owner. The pipeline calls ``within_budget`` in its one planning step, at decision
-time and again when a back-off ends, and ``spend_rerun`` once a rerun has been started.
+time and again when a resumed action surely has not taken effect (``shared.app.lifecycle.budget_again``),
+and ``spend_rerun`` once a rerun has been started (once per decision, however often it is seen).
 """
 
 from __future__ import annotations
@@ -68,17 +69,32 @@ def say_budget(decision: Decision, cost: dict[str, Any]) -> Decision:
     return dataclasses.replace(decision, reason=f"Not retried: {cost['reason']}. {decision.reason}".strip())
 
 
+SPENT_KIND = "spent"     # TriageState: one entry per decision whose rerun was counted
+_SPENT_KEEP_S = 3 * 86400   # as long as the spend counters themselves
+
+
 def spend_rerun(record: "DecisionRecord", store: "Store") -> None:
-    """Count a started rerun's estimate against today's budget (only the worker whose
-    ``decided -> acting`` write won gets here, after Databricks accepted the request)."""
+    """Count a started rerun's estimate against today's budget, once per decision: after
+    Databricks accepted the request (the worker whose ``decided -> acting`` write won), or when
+    the sweep finds in ``repair_history`` that the repair ran although its worker died before
+    recording it. The first caller to write the decision's ``spent`` marker counts it; a second
+    (a resend of a submit answered with the run it already made, a reconciliation after the
+    worker had counted) does not. A crash between the marker and the count loses one count
+    (logged), never counts twice."""
     from shared.store.spend import add_spend, day_of
 
     cost = record.decision.get("cost") if isinstance(record.decision, dict) else None
     rerun = cost.get("rerun") if isinstance(cost, dict) else None
     usd = rerun.get("usd") if isinstance(rerun, dict) else None
-    if not usd or record.action_result.get("error"):
-        return
+    result = record.action_result if isinstance(record.action_result, dict) else {}
+    if not usd or (result.get("repair_id") is None and result.get("run_id") is None):
+        return      # nothing was started (e.g. a resize in place that could not be made)
     try:
+        first = store.state_put(SPENT_KIND, record.decision_key, {"usd": float(usd), "job_id": record.job_id},
+                                if_absent=True, ttl_s=_SPENT_KEEP_S)
+        if first is None:
+            log.info("the rerun of %s is already counted against the budget", record.decision_key)
+            return
         add_spend(store, float(usd), day=day_of(), job_id=record.job_id)
     except Exception as exc:  # noqa: BLE001 - the rerun is started; a lost count is logged, not fatal
         log.warning("could not count the rerun of %s against the budget: %s", record.decision_key, exc)

@@ -1,0 +1,189 @@
+"""An approval whose process dies is carried on by the sweep (docs/lifecycle.md, "approving").
+
+A person approves a proposed retry; the process carrying it out (``python -m shared approve``,
+or the function behind the email's button) dies. Before it recorded ``acting`` the approval is
+left ``approving``: past TRIAGE_ACTING_TIMEOUT the sweep takes it over, asks Databricks, and
+carries the approval out once; meanwhile ``health`` counts it, and past its deadline as stuck.
+After ``acting`` was recorded the action's own lifecycle reconciles it from ``repair_history``.
+The approval request comes from a hostile model on a held-out PERMISSION failure (the model
+proposes a retry the policy will not make), over real HTTP against the fake workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from demo.workspace import hold_fault
+from shared.app.approvals import approval_state, resume_approvals
+from shared.app.lifecycle import approving_since, deadline_ms, summarize
+from shared.config import Settings
+from shared.store import now_ms, open_store
+from shared.triage import act_due, triage_run
+from tests.fakes.openai_server import FakeOpenAI
+from tests.llm.corpus_models import HOSTILE_VERDICT
+from tests.plugins.crash import ROOT, crash_env
+
+MINUTE_MS = 60_000
+HELD_OUT = Path(__file__).resolve().parents[1] / "corpus" / "validation" / "val-001.json"   # PERMISSION
+
+
+def _held_out() -> dict:
+    return json.loads(HELD_OUT.read_text())
+
+
+class RecordingNotifier:
+    def __init__(self):
+        self.calls = []
+
+    def notify(self, snapshot, decision, record):
+        self.calls.append(decision.action.value)
+        return {"status": "sent", "to": ["owner@example.com"]}
+
+
+@pytest.fixture
+def hostile_model():
+    with FakeOpenAI() as fake:
+        fake.default = dict(HOSTILE_VERDICT)
+        yield fake
+
+
+def _model_env(model):
+    return {"AZURE_OPENAI_ENDPOINT": model.url, "AZURE_OPENAI_DEPLOYMENT": model.deployment,
+            "AZURE_OPENAI_API_KEY": model.api_key, "TRIAGE_LLM_MIN_RULE_CONFIDENCE": "1.0"}
+
+
+def _pending(fake, client, store, settings):
+    """A decision waiting for a person's approval of a proposed repair (RETRY)."""
+    doc = _held_out()                                  # PERMISSION; the model says retry
+    doc.pop("history", None)
+    doc["run"]["run_id"] = 7_000_000_000 + uuid.uuid4().int % 1_000_000_000   # unique in a shared Azurite
+    run_id = fake.load(doc)
+    rec = triage_run(run_id, settings, client=client, store=store, notifier=RecordingNotifier(), act_now=True).record
+    assert (rec.action, rec.status, approval_state(rec)) == ("SEND_EMAIL", "acted", "pending")
+    assert rec.decision["proposed_action"] == "RETRY" and fake.writes == []
+    return rec
+
+
+def _left_approving(store, rec, *, minutes_ago, by="owner@example.com"):
+    """What a process that died after recording the approval leaves: ``approving``, nothing sent."""
+    rec = store.get(rec.decision_key, rec.job_id)
+    at = now_ms() - minutes_ago * MINUTE_MS
+    rec.decision = {**rec.decision, "approval": "approving",
+                    "approval_history": [*rec.decision.get("approval_history", []),
+                                         {"state": "approving", "by": by, "at": at}]}
+    rec.updated_at = at
+    assert store.update(rec).ok
+    return store.get(rec.decision_key, rec.job_id)
+
+
+def test_a_stuck_approval_is_counted_then_taken_over_and_carried_out_once(fake_databricks, client, store,
+                                                                             hostile_model):
+    settings = Settings.from_env({"TRIAGE_MODE": "act", **_model_env(hostile_model)})
+    rec = _pending(fake_databricks, client, store, settings)
+    notifier = RecordingNotifier()
+
+    stuck = _left_approving(store, rec, minutes_ago=5)
+    assert resume_approvals(settings, client=client, store=store, notifier=notifier) == []   # its owner may live
+    assert approval_state(store.get(rec.decision_key)) == "approving" and fake_databricks.writes == []
+    summary = summarize([stuck], settings, now=now_ms())
+    assert (summary["approving"], summary["past_deadline"]) == (1, 0)
+    late = deadline_ms(stuck, settings) + 1                      # nobody moved it on: health says stuck
+    summary = summarize([stuck], settings, now=late)
+    assert (summary["approving"], summary["past_deadline"]) == (1, 1)
+    assert summary["stuck_keys"] == [rec.decision_key]
+
+    stuck = _left_approving(store, rec, minutes_ago=20)          # past TRIAGE_ACTING_TIMEOUT (15 min)
+    since = approving_since(stuck)
+    [done] = resume_approvals(settings, client=client, store=store, notifier=notifier)
+    assert (done.action, done.status, done.decided_by) == ("RETRY", "acted", "person")
+    assert approval_state(done) == "approved"
+    assert done.action_result["repair_id"] == fake_databricks.repairs[0]["repair_id"]
+    assert len(fake_databricks.requests_to("runs/repair")) == 1
+    takeover = [h for h in done.decision["approval_history"] if h["by"] == "sweep"]
+    assert takeover and takeover[0]["approver"] == "owner@example.com" and takeover[0]["since"] == since
+    assert "approved by owner@example.com" in done.reason
+    assert deadline_ms(done, settings) is None and summarize([done], settings, now=late)["approving"] == 0
+
+    later = now_ms() + 60 * MINUTE_MS                            # later sweeps change nothing
+    assert resume_approvals(settings, client=client, store=store, notifier=notifier, now=later) == []
+    act_due(settings, client=client, store=store, notifier=notifier, now=later)
+    assert len(fake_databricks.requests_to("runs/repair")) == 1 and notifier.calls == []
+
+
+def test_a_stuck_approval_of_a_run_repaired_meanwhile_is_refused_without_a_write(fake_databricks, client, store,
+                                                                                  hostile_model):
+    settings = Settings.from_env({"TRIAGE_MODE": "act", **_model_env(hostile_model)})
+    rec = _pending(fake_databricks, client, store, settings)
+    _left_approving(store, rec, minutes_ago=20)
+    client.repair_run({"run_id": rec.run_id, "rerun_all_failed_tasks": True})   # someone repaired it by hand
+    writes = len(fake_databricks.writes)
+    [done] = resume_approvals(settings, client=client, store=store, notifier=RecordingNotifier())
+    assert approval_state(done) == "refused" and done.decision["approval_history"][-1]["reason"] == "the run moved on"
+    assert (done.action, done.status) == ("SEND_EMAIL", "acted")  # the decision stays what the owner was told
+    assert len(fake_databricks.writes) == writes and deadline_ms(done, settings) is None
+
+
+def test_a_stuck_approval_in_shadow_mode_is_recorded_and_nothing_sent(fake_databricks, client, store, hostile_model):
+    settings = Settings.from_env({"TRIAGE_MODE": "shadow", **_model_env(hostile_model)})
+    doc = _held_out()
+    doc.pop("history", None)
+    run_id = fake_databricks.load(doc)
+    rec = triage_run(run_id, settings, client=client, store=store, notifier=RecordingNotifier()).record
+    assert rec.mode == "shadow" and approval_state(rec) == "pending"
+    _left_approving(store, rec, minutes_ago=20)
+    [done] = resume_approvals(settings, client=client, store=store, notifier=RecordingNotifier())
+    assert approval_state(done) == "approved" and fake_databricks.writes == []
+
+
+# --- a real approving process killed with SIGKILL ------------------------------------------------
+
+@pytest.mark.parametrize("point", ["approving", "acting"])
+def test_approve_process_killed_ends_with_exactly_one_repair(fake_databricks, client, storage, channels,
+                                                             hostile_model, point):
+    """``approving``: killed while it reads the run (before anything is sent); ``acting``: killed
+    after Databricks ran the repair, before the answer reached it. Then the sweeps run with the
+    clock past TRIAGE_ACTING_TIMEOUT (1 min here)."""
+    env = {**crash_env(fake_databricks, storage, channels), **_model_env(hostile_model)}
+    settings = Settings.from_env(env)
+    with open_store(settings) as store:
+        rec = _pending(fake_databricks, client, store, settings)
+    fake_databricks.clear_requests()
+    if point == "approving":
+        fake_databricks.inject("runs/get", hold_fault(processed=False))
+    else:
+        fake_databricks.inject("runs/repair", hold_fault(processed=True))
+    proc = subprocess.Popen([sys.executable, "-m", "shared", "approve", rec.decision_key, "--by", "owner", "--quiet"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert fake_databricks.holding.wait(60), proc.communicate(timeout=5)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(10) == -signal.SIGKILL
+    finally:
+        fake_databricks.release.set()
+        if proc.poll() is None:
+            proc.kill()
+    with open_store(settings) as store:
+        left = store.get(rec.decision_key)
+        if point == "approving":
+            assert approval_state(left) == "approving" and left.status == "acted" and fake_databricks.repairs == []
+        else:
+            assert approval_state(left) == "approved" and left.status == "acting"
+            assert len(fake_databricks.repairs) == 1
+        notifier = RecordingNotifier()
+        for minutes in (2, 5):                              # the sweeps that follow (sweep.py's order)
+            later = now_ms() + minutes * MINUTE_MS
+            act_due(settings, client=client, store=store, notifier=notifier, now=later)
+            resume_approvals(settings, client=client, store=store, notifier=notifier, now=later)
+        done = store.get(rec.decision_key)
+    assert (done.action, done.status, done.decided_by, approval_state(done)) == ("RETRY", "acted", "person", "approved")
+    assert len(fake_databricks.repairs) == 1
+    assert done.action_result["repair_id"] == fake_databricks.repairs[0]["repair_id"]
+    assert len([r for r in fake_databricks.requests_to("runs/repair") if r.status == 200]) <= 1
+    assert notifier.calls == []
