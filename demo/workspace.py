@@ -442,6 +442,14 @@ class FakeDatabricks:
             for f in faults:
                 self._faults[self._norm(path)].append(status_fault(f) if isinstance(f, int) else f)
 
+    def clear_faults(self, path: str | None = None) -> None:
+        """Drop the faults still queued for ``path`` (every path when None): the service answers again."""
+        with self._lock:
+            if path is None:
+                self._faults.clear()
+            else:
+                self._faults.pop(self._norm(path), None)
+
     def _take_fault(self, path: str) -> Fault | None:
         with self._lock:
             for key in (path, "*"):

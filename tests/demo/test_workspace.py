@@ -287,6 +287,17 @@ def test_fake_faults_are_used_in_order_then_normal_answers(api, fake_databricks)
     assert [r.fault for r in fake_databricks.requests] == ["status", "status", None]
 
 
+def test_fake_faults_cleared_the_service_answers_again(api, fake_databricks):
+    fake_databricks.load(failed_run())
+    fake_databricks.inject("runs/get", *[503] * 50)
+    fake_databricks.inject("get", 500)
+    assert api.get("runs/get", run_id=10).status_code == 503
+    fake_databricks.clear_faults("runs/get")              # only that path's
+    assert api.get("runs/get", run_id=10).status_code == 200
+    fake_databricks.clear_faults()                        # every path's
+    assert api.get("get", job_id=1).status_code == 400
+
+
 def test_fake_fault_for_any_path(api, fake_databricks):
     fake_databricks.inject("*", 500)
     assert api.get("get", job_id=1).status_code == 500

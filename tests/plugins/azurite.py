@@ -5,7 +5,8 @@ pinned package-lock.json) with blob, queue and table services on free loopback p
 persistence and telemetry off, and stops it at the end. The account is the emulator's usual
 ``devstoreaccount1``, but with a key made up for this run (``AZURITE_ACCOUNTS``), so no key is
 written anywhere. Azurite runs in a temporary directory (its working directory; ``--location``
-cannot be combined with ``--inMemoryPersistence``), where its output is logged. ``table_prefix`` (function) gives each test its own table names.
+cannot be combined with ``--inMemoryPersistence``), where its output is logged. ``table_prefix`` (function) gives each test its own table names; ``own_azurite`` (module) is an emulator
+of the module's own, for tests whose sweeps read every record in the store.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import socket
 import subprocess
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -112,16 +115,16 @@ def _start(workdir: Path, key: str) -> tuple[subprocess.Popen, list[int]]:
                        f"{START_TIMEOUT_S:.0f}s (exit code {proc.returncode}). Its output:\n{tail}")
 
 
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory):
-    """A running Azurite (blob, queue, table) on free loopback ports; stopped after the session."""
+@contextmanager
+def running_azurite(workdir: Path) -> Iterator[Azurite]:
+    """An Azurite of its own in ``workdir``, stopped on exit (``azurite`` is the session's one;
+    ``own_azurite`` one per test module, for tests whose sweeps read every record in the store)."""
     if not AZURITE_BIN.exists():
         pytest.fail(f"Azurite is not installed ({AZURITE_BIN.relative_to(REPO_ROOT)} is missing): "
                     "run make test, which installs it", pytrace=False)
     if shutil.which("node") is None:
         pytest.fail("Node.js is not on PATH, and Azurite needs it: install Node.js 20, then run make test",
                     pytrace=False)
-    workdir = tmp_path_factory.mktemp("azurite")
     key = base64.b64encode(secrets.token_bytes(64)).decode("ascii")   # made up for this run
     error: Exception | None = None
     for _ in range(3):   # a free port can be taken between choosing it and Azurite binding it
@@ -137,6 +140,20 @@ def azurite(tmp_path_factory):
                       account_name=ACCOUNT, account_key=key, pid=proc.pid)
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory):
+    """A running Azurite (blob, queue, table) on free loopback ports; stopped after the session."""
+    with running_azurite(tmp_path_factory.mktemp("azurite")) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def own_azurite(tmp_path_factory):
+    """An Azurite for one test module alone: nothing another test wrote is in its tables."""
+    with running_azurite(tmp_path_factory.mktemp("own-azurite")) as emulator:
+        yield emulator
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 ``fake_databricks`` starts a ``demo.workspace.FakeDatabricks`` (random port, random
 token) and stops it after the test. It exposes ``.url``, ``.token``, ``.load(snapshot)``,
-``.requests``, ``.inject(path, *faults)``; ``fake_databricks_env`` is an environment mapping that
+``.requests``, ``.inject(path, *faults)``, ``.clear_faults(path)``; ``fake_databricks_env`` is an environment mapping that
 points the app at it (DATABRICKS_HOST/DATABRICKS_TOKEN).
 """
 
