@@ -52,6 +52,7 @@ COMMANDS = (
     "approve",
     "precedents",
     "report",
+    "health",
     "export_finetune",
     "demo",
 )

@@ -184,9 +184,12 @@ def health_verdict(summary: dict[str, Any] | None, *, now: int) -> tuple[bool, s
     return True, "every decision is moving on"
 
 
-def lifecycle_health(settings: Settings, *, now: int | None = None) -> tuple[bool, dict[str, Any]]:
-    """(healthy, counts) for ``GET /api/health``: one point read of the summary the last sweep
-    kept. No decision key or host name is returned (the endpoint is anonymous)."""
+def lifecycle_health(settings: Settings, *, now: int | None = None, recount: bool = False,
+                     keys: bool = False) -> tuple[bool, dict[str, Any]]:
+    """(healthy, counts) for ``health``: one point read of the summary the last sweep kept, or
+    with ``recount`` the last week's decisions counted now (the command line's ``--recount``).
+    No decision key is returned unless ``keys`` (the endpoint is anonymous; the command line is
+    an operator's)."""
     import logging
     import os
     import time
@@ -200,16 +203,24 @@ def lifecycle_health(settings: Settings, *, now: int | None = None) -> tuple[boo
             return True, {"verdict": "no decisions yet"}
         options: dict[str, Any] = {} if backend == "sqlite" else {"retry_total": 1, "retry_backoff_factor": 0.2}
         with open_store(settings, check=False, **options) as store:
-            entry = store.state_get(HEALTH_KIND, HEALTH_KEY)
+            if recount:
+                summary: dict[str, Any] | None = summarize(store.list(since_ms=now - 7 * 86400 * 1000), settings,
+                                                           now=now)
+            else:
+                entry = store.state_get(HEALTH_KIND, HEALTH_KEY)
+                summary = entry.value if entry is not None else None
     except Exception as exc:  # noqa: BLE001 - any failure to read is itself the answer
         logging.getLogger(__name__).error("health: the decision store cannot be read: %s", type(exc).__name__)
         return False, {"verdict": "the decision store cannot be read"}
-    summary = entry.value if entry is not None else None
     healthy, why = health_verdict(summary, now=now)
     counts = {k: (summary or {}).get(k, 0) for k in ("past_deadline", "retrying", "undelivered", "approving",
                                                        "escalated", "stuck_for_s")}
     age = (now - int(summary.get("at") or 0)) // 1000 if summary else None
-    return healthy, {"verdict": why, **counts, "summary_age_s": age}
+    out = {"verdict": why, **counts, "summary_age_s": age}
+    if keys:
+        out.update(stuck_keys=list((summary or {}).get("stuck_keys") or []),
+                   undelivered_keys=list((summary or {}).get("undelivered_keys") or []))
+    return healthy, out
 
 
 # --- moving an action on -------------------------------------------------------------------------
