@@ -186,6 +186,16 @@ class EmailNotifier:
         claim = self._claim(key, now_ms)
         if claim.duplicate is not None:
             prev = claim.duplicate
+            if prev.get("status") == "sending":
+                # Another attempt holds the claim: a slow worker, or one that died mid-send. The
+                # email is not known to be delivered: say so, so the record stays undelivered and
+                # the next sweep looks again (a stale claim is then repeated as the same request).
+                since = int(prev.get("at") or 0)
+                return {"status": "failed", "in_flight": True, "retryable": True,
+                        "attempts": int(prev.get("attempts") or 1), "operation_id": prev.get("operation_id")
+                        or repeatability_id(key, int(prev.get("attempts") or 1)),
+                        "error": f"another attempt has been sending this email for {max(0, now_ms - since) // 1000} s; "
+                                 "not known to be delivered yet", "at": now_ms}
             out = {k: prev[k] for k in ("status", "at", "attempts", "operation_id", "count", "emailed_decision_key")
                    if k in prev}
             out["duplicate"] = True

@@ -231,7 +231,15 @@ class Channel:
                 if new is not None:
                     return {"entry": new, "attempts": attempts}
                 continue
-            prev = dict(value.get("result") or {"status": status or "sending", "channel": self.name})
+            if status == "sending":
+                # another attempt holds the claim (slow, or dead mid-send): not known to be
+                # delivered, so the caller keeps the notification undelivered and looks again later
+                return {"duplicate": {"status": "failed", "in_flight": True, "retryable": True,
+                                      "channel": self.name, "attempts": int(value.get("attempts") or 1),
+                                      "error": f"another attempt has been sending this notice for "
+                                               f"{max(0, now_ms - int(value.get('at') or 0)) // 1000} s; "
+                                               "not known to be delivered yet", "at": now_ms}}
+            prev = dict(value.get("result") or {"status": status, "channel": self.name})
             prev["duplicate"] = True
             return {"duplicate": prev}
         raise StoreError(f"{self.name} claim of {key}: too much contention")

@@ -12,8 +12,11 @@ name (a URL, a key) is ignored and noted, so a job's tags can never point the ap
 
 The first channel that delivers ends the route; a channel that fails (after its own retries)
 hands the decision to the next one; when every channel on the route failed, email is tried last
-if it is configured and was not on the route, so a person is still told. The returned dict, for
-``DecisionRecord.notification``, is the delivering channel's result with ``"channels"``: one
+if it is configured and was not on the route, so a person is still told. A channel another
+attempt is still sending on (``in_flight``: a slow or crashed worker holds its claim) ends the
+route as not yet delivered, without trying the next channels: the next sweep looks again.
+The returned dict, for ``DecisionRecord.notification``, is the delivering channel's result with
+``"channels"``: one
 entry per channel tried (``{"channel", "status", "error"?, ...}``). When all failed, ``status`` is
 ``failed`` and ``retryable`` says whether the next sweep should try again
 (``retry_notifications`` then starts the route over; a channel that already delivered reports
@@ -56,7 +59,7 @@ _log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[a-z]{2,20}$")
 _DELIVERED = ("sent", "suppressed", "sending")
 _KEEP = ("status", "channel", "error", "retryable", "attempts", "http_status", "error_code", "dedup_key",
-         "incident", "duplicate", "count", "reason")
+         "incident", "duplicate", "count", "reason", "in_flight")
 
 
 def route_for(snapshot: "Snapshot", decision: Decision, settings: "Settings",
@@ -143,6 +146,8 @@ class RoutedNotifier:
                 result = {"status": "failed", "error": f"{type(exc).__name__} in channel {name}", "retryable": True}
             result.setdefault("channel", name)
             tried.append({k: result[k] for k in _KEEP if k in result})
+            if result.get("in_flight"):
+                break         # another attempt is sending on this channel: wait for it, tell nobody twice
             if result.get("status") in _DELIVERED:
                 out = dict(result)
                 out.update(route=route, route_source=source, channels=tried)
