@@ -460,9 +460,42 @@ def _owner_instead(record: DecisionRecord, snapshot: Snapshot, decision: Decisio
     record.status = "failed" if record.notification.get("status") == "failed" else "acted"
 
 
+RETRY_WITHIN_S = 2 * 86400     # a retry not sent this long after its decision goes to a person instead
+UNFINISHED_LOOKBACK_S = 7 * 86400   # how far back the sweep looks for unfinished work (as far as health counts)
+
+
+def _too_late(rec: DecisionRecord, now: int) -> bool:
+    """A retry decided more than RETRY_WITHIN_S ago and still not sent: the sweep did not run for
+    days (the app stopped, the store down). The job has likely run again since, so repairing or
+    rerunning that old failure now could do harm."""
+    return rec.action in ("RETRY", "RETRY_WITH_NEW_PARAMS") and now - int(rec.created_at or now) > RETRY_WITHIN_S * 1000
+
+
+def _hand_over(rec: DecisionRecord, snapshot: Snapshot, decision: Decision, store: Store, notifier: Notifier | None,
+               now: int) -> DecisionRecord:
+    """Escalate a retry that is too late to send (``_too_late``), under the etag like ``_act``."""
+    from shared.app.lifecycle import escalate
+
+    hours = (now - int(rec.created_at or now)) // 3_600_000
+    why = (f"{rec.action} not sent: {hours} h after the decision (the sweep did not run meanwhile) the job may have "
+           "run again, so a retry now could do harm; decide whether to rerun")
+    if rec.status != "decided" and (rec.action_request or {}).get("kind") == "submit":   # a repair was reconciled
+        why += " (an earlier send may have made the rerun: look for it among the job's runs)"
+    rec.status = "acting"
+    rec.action_result = {**(rec.action_result or {}), "acting_since": now}
+    upd = store.update(rec)
+    if not upd.ok:
+        return upd.record or rec
+    rec = upd.record
+    escalate(rec, snapshot, decision, why, notifier)
+    upd = store.update(rec)
+    return upd.record if upd.ok else rec
+
+
 def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notifier: Notifier | None = None, now: int | None = None,
-            lookback_s: int = 2 * 86400) -> list[DecisionRecord]:
-    """Carry out act-mode decisions whose back-off has passed (called by every sweep)."""
+            lookback_s: int = UNFINISHED_LOOKBACK_S) -> list[DecisionRecord]:
+    """Carry out act-mode decisions whose back-off has passed (called by every sweep); a retry
+    decided more than RETRY_WITHIN_S ago is escalated instead (``_too_late``)."""
     from shared.app.lifecycle import resumable, with_cost
     from shared.databricks.actions import effective_decision
     from shared.databricks.capture import capture_snapshot
@@ -490,6 +523,9 @@ def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notif
             store.update(rec)
             continue
         decision = decision_of_record(rec)
+        if _too_late(rec, now):
+            done.append(_hand_over(rec, snapshot, decision, store, notifier, now))
+            continue
         plan, cost = _plan(snapshot, decision, settings, store, now)
         decision = with_cost(rec, effective_decision(decision, plan), cost)
         result = _act(rec, snapshot, decision, plan, settings, client=client, store=store, notifier=notifier)
@@ -505,7 +541,8 @@ def resume_action(rec: DecisionRecord, settings: Settings, *, client: Databricks
     (its answer was lost, or the worker died after the call): record its id, ``acted``. None ->
     send again with the same ``latest_repair_id`` (Databricks refuses a second repair if one
     slipped in). A submit: send again with the same ``idempotency_token`` (Databricks answers
-    with the run it already made). A notification: notify again (one email per decision key)."""
+    with the run it already made). A notification: notify again (one email per decision key).
+    A retry decided more than RETRY_WITHIN_S ago is escalated instead of sent (``_too_late``)."""
     from shared.app.lifecycle import budget_again, repair_since_decision, with_cost
     from shared.databricks.actions import effective_decision, plan_action
     from shared.databricks.budget import spend_rerun
@@ -533,6 +570,8 @@ def resume_action(rec: DecisionRecord, settings: Settings, *, client: Databricks
         rec.action_result = {**(rec.action_result or {}), "status": "superseded: the run was repaired or rerun meanwhile"}
         upd = store.update(rec)
         return upd.record if upd.ok else rec
+    if _too_late(rec, now):
+        return _hand_over(rec, snapshot, decision, store, notifier, now)
     if budget_again(rec):       # surely not taken effect: held against the day's budget again
         plan, cost = _plan(snapshot, decision, settings, store, now)
         decision = with_cost(rec, effective_decision(decision, plan), cost)
@@ -559,7 +598,7 @@ def decision_of_record(rec: DecisionRecord) -> Decision:
 
 
 def retry_notifications(settings: Settings, *, client: DatabricksClient, store: Store, notifier: Notifier,
-                        now: int | None = None, lookback_s: int = 2 * 86400) -> list[DecisionRecord]:
+                        now: int | None = None, lookback_s: int = UNFINISHED_LOOKBACK_S) -> list[DecisionRecord]:
     """Send again the emails that failed (or were never recorded): called by every sweep, so a
     failed send is retried, never lost. The notifier sends at most one email per decision key."""
     from shared.databricks.capture import capture_snapshot

@@ -22,6 +22,10 @@ label) once Databricks answers again:
 3. ``runs/repair`` answers 503 for longer than the client retries, then recovers;
 4. ``runs/get-output`` answers 503 during capture: no blind decision, then the right one.
 
+And what moving the clock by days found: a retry the sweep could not send for three days (the
+app stopped) is handed to a person instead of repairing a three-day-old failure (it used to stay
+``retrying`` for ever, out of the sweep's two-day look-back).
+
 Stores: SQLite for every scenario; Azurite (an emulator of this module's own) for the first
 three. Azurite takes requests whose ``x-ms-date`` is hours off (it does not check the signed
 date, where Azure Storage refuses a request more than 15 minutes off its clock), so a command
@@ -244,3 +248,30 @@ def test_get_output_down_during_capture_is_not_decided_blind(fake_databricks, en
     listed = cli(env, "decisions", "list", "-o", "json", "--quiet", clock="+25m")
     mine = [r for r in json.loads(listed.stdout) if r["run_id"] == run_id]
     assert [r["decision_key"] for r in mine] == [key]          # one decision, no "triage failed" escalation
+
+
+# --- the sweep stopped for days ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("env", ["sqlite"], indirect=True)
+def test_a_retry_the_sweep_could_not_send_for_days_goes_to_a_person(fake_databricks, env, channels):
+    """The repair endpoint was down, then nothing ran for three days (the app was stopped): the
+    first sweep after does not repair a three-day-old failure (the job has likely run since), it
+    tells a person; the decision ends ``escalated``, and later sweeps send nothing."""
+    fake = fake_databricks
+    run_id = load_recent(fake, CASES["repair"])
+    key = f"{run_id}-0"
+    fake.inject("runs/repair", *[status_fault(503, retry_after=0) for _ in range(DOWN)])
+    assert cli(env, "triage", "--run-id", str(run_id), "--quiet").returncode == 0
+    assert show(env, key)["status"] == "retrying"
+    fake.clear_faults("runs/repair")
+
+    sweep(env, "+3d")
+    rec = show(env, key)
+    assert rec["status"] == "escalated", rec
+    assert "RETRY not sent: 72 h after the decision" in rec["action_result"]["escalated"]
+    assert rec["notification"]["status"] == "sent"
+    told = channels.to(channels.hook_path, accepted_only=True)
+    assert len(told) == 1 and "not sent" in json.dumps(told[0].body)
+    sweep(env, "+4d")
+    assert fake.repairs == [] and show(env, key)["status"] == "escalated"
+    assert len(channels.to(channels.hook_path, accepted_only=True)) == 1

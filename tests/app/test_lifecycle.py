@@ -13,6 +13,7 @@ from shared.errors import DatabricksError, DatabricksNotFound, DatabricksUnavail
 from shared.store import now_ms
 from shared.triage import act_due, triage_run
 from tests.helpers import corpus_doc
+from tests.plugins.crash import load_case
 
 HOUR_MS = 3600 * 1000
 
@@ -163,6 +164,72 @@ def test_stuck_acting_before_the_call_is_sent_once(fake_databricks, client, stor
     rec = store.get(rec.decision_key)
     assert rec.status == "acted" and rec.action_result["repair_id"] == fake_databricks.repairs[0]["repair_id"]
     assert len(fake_databricks.repairs) == 1
+
+
+DAY_MS = 24 * HOUR_MS
+
+
+def _decided_in_act_mode(fake, client, store, notifier):
+    """An act-mode decision not carried out yet (its back-off had not passed when the sweeps stopped)."""
+    run_id = load_case(fake, "dev-043")
+    rec = triage_run(run_id, _settings(TRIAGE_MODE="shadow"), client=client, store=store, notifier=notifier).record
+    rec.mode = "act"
+    assert rec.status == "decided" and store.update(rec).ok
+    return rec
+
+
+def test_a_retry_not_sent_for_days_goes_to_a_person_instead(fake_databricks, client, store):
+    """The sweep did not run for three days (the app was stopped): a retry decided then is not
+    sent that late (the job has likely run since); a person is told why."""
+    s, notifier = _settings(), RecordingNotifier()
+    fake_databricks.inject("runs/repair", *[status_fault(503)] * 8)   # down past the client's retries
+    retrying = triage_run(load_case(fake_databricks, "dev-043"), s, client=client, store=store, notifier=notifier,
+                          act_now=True).record
+    assert retrying.status == "retrying"
+    waiting = _decided_in_act_mode(fake_databricks, client, store, notifier)
+    sent = len(fake_databricks.requests_to("runs/repair"))
+
+    act_due(s, client=client, store=store, notifier=notifier, now=now_ms() + 3 * DAY_MS)   # default look-back
+    for key in (retrying.decision_key, waiting.decision_key):
+        got = store.get(key)
+        assert got.status == "escalated" and "RETRY not sent: 72 h after" in got.action_result["escalated"], got
+    assert fake_databricks.repairs == [] and len(fake_databricks.requests_to("runs/repair")) == sent
+    assert sorted((c[0], c[1]) for c in notifier.calls) == sorted(
+        [(retrying.decision_key, "ESCALATE"), (waiting.decision_key, "ESCALATE")])
+    assert all("could do harm" in c[2][-1] for c in notifier.calls)
+    act_due(s, client=client, store=store, notifier=notifier, now=now_ms() + 4 * DAY_MS)    # and nothing more
+    assert fake_databricks.repairs == [] and len(notifier.calls) == 2
+
+
+def test_a_resized_rerun_too_late_to_send_says_it_may_exist(fake_databricks, client, store):
+    s, notifier = _settings(), RecordingNotifier()
+    fake_databricks.inject("runs/submit", lost_answer_fault(), *[drop_fault()] * 8)   # it may have been made
+    rec = triage_run(load_case(fake_databricks, "dev-055"), s, client=client, store=store, notifier=notifier,
+                     act_now=True).record
+    assert rec.status == "retrying" and rec.action == "RETRY_WITH_NEW_PARAMS"
+    fake_databricks._faults.clear()
+    act_due(s, client=client, store=store, notifier=notifier, now=now_ms() + 3 * DAY_MS)
+    assert store.get(rec.decision_key).status == "escalated" and len(fake_databricks.submitted) == 1
+    [(_, action, notes)] = notifier.calls
+    assert action == "ESCALATE" and "may have made the rerun" in notes[-1]
+
+
+def test_a_retry_one_day_late_is_still_sent(fake_databricks, client, store):
+    s, notifier = _settings(), RecordingNotifier()
+    rec = _decided_in_act_mode(fake_databricks, client, store, notifier)
+    act_due(s, client=client, store=store, notifier=notifier, now=now_ms() + DAY_MS)
+    assert store.get(rec.decision_key).status == "acted" and len(fake_databricks.repairs) == 1
+
+
+def test_a_repair_that_ran_days_ago_is_recorded_not_escalated(fake_databricks, client, store):
+    run_id = _load(fake_databricks, "dev-043")
+    s, notifier = _settings(), RecordingNotifier()
+    rec = triage_run(run_id, s, client=client, store=store, notifier=notifier, act_now=True).record
+    repair_id = rec.action_result["repair_id"]
+    _stuck_in_acting(store, rec.decision_key, minutes_ago=20)          # its worker died before the last write
+    act_due(s, client=client, store=store, notifier=notifier, now=now_ms() + 3 * DAY_MS)
+    rec = store.get(rec.decision_key)
+    assert rec.status == "acted" and rec.action_result["repair_id"] == repair_id and notifier.calls == []
 
 
 def test_summary_counts_what_is_stuck(fake_databricks, client, store):
