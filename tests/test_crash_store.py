@@ -29,9 +29,14 @@ store between the ``acting`` commit and the Databricks request, so that point is
 itself, held by the fake workspace in ``tests/test_crash_matrix.py`` (``before``). For the
 notification it is the channel's claim of the message (its first write after ``acting``).
 
+For the notification, one more point: the channel's claim of the message (its at-most-once
+guard, ``sending``) took effect and the worker died before posting. The claim is not a delivery:
+the decision stays undelivered (``failed``) until the claim is stale, then the sweep sends it.
+
 What the code does and these tests pin: a kill after the lineage's retry count was written but
 before the ``acting`` write took effect (``claimed``) counts that retry twice when the sweep
 carries the action out: over-counted (a later retry is refused sooner), never under-counted.
+The rerun's estimate is counted against the day's budget once per decision, at every point.
 """
 
 from __future__ import annotations
@@ -85,6 +90,8 @@ class SqliteBoundary:
         elif point == "acting":       # the notification's first write: the channel's claim of the message
             assert kind == "email"
             self.stall.arm(STATE, "INSERT", "NEW.PartitionKey = 'channel'")
+        elif point == "channel":      # the write after that claim, before the post: joining the incident
+            self.stall.arm(STATE, "INSERT", "NEW.PartitionKey = 'incident'")
         else:
             self.stall.arm(DECISIONS, "UPDATE", f"{old} = 'acting' AND {new} <> 'acting'")
 
@@ -103,6 +110,10 @@ class AzuriteBoundary:
     storage: str
 
     def arm(self, point: str, kind: str) -> None:
+        if point == "channel":        # the channel's claim of the message took effect, unheard
+            self.proxy.hold(lambda req: req.method == "POST" and req.table == STATE
+                            and req.entity.get("PartitionKey") == "channel", forwarded=True)
+            return
         wanted: Callable[[str], bool] = (lambda s: s == "acting") if point in ("claimed", "acting") \
             else (lambda s: s in FINAL)
 
@@ -141,22 +152,9 @@ MATRIX = [(backend, point, kind) for backend in ("sqlite", "azurite") for point 
           if not (backend == "sqlite" and point == "acting" and kind != "email")]
 
 
-def _lineage_retries(env: dict[str, str], lineage: str) -> int:
-    from shared.store import open_store
-
-    with open_store(Settings.from_env(env)) as store:
-        return store.retries(lineage)
-
-
-# --- the matrix ------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("backend,point,kind", MATRIX, ids=["-".join(m) for m in MATRIX])
-def test_worker_killed_at_a_store_write_ends_terminal_once(fake_databricks, channels, boundary, kind, point):
-    env = crash_env(fake_databricks, boundary.storage, channels)
-    run_id = load_case(fake_databricks, CASES[kind])
-    sends = kind != "email"
-    delivered = lambda: len(channels.to(channels.hook_path, accepted_only=True))
-
+def _kill_at(boundary: SqliteBoundary | AzuriteBoundary, point: str, kind: str, env: dict[str, str],
+             run_id: int) -> None:
+    """Start the worker, wait until it is stopped at the boundary, kill it, then end the stop."""
     boundary.arm(point, kind)
     worker = start_worker(env, run_id)
     try:
@@ -169,6 +167,58 @@ def test_worker_killed_at_a_store_write_ends_terminal_once(fake_databricks, chan
             worker.kill()
             worker.wait(10)
 
+
+def _deliver_again(env: dict[str, str], run_id: int) -> None:
+    """The queue delivers the message again: the same command, which sends nothing."""
+    again = start_worker(env, run_id)
+    out, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    assert "already decided" in out or "repair in progress" in out, out
+
+
+def _counts(env: dict[str, str], rec: Any) -> tuple[int, float | None, float]:
+    """The lineage's retry count, the spend marker of the decision, and the day's spend of its job."""
+    from shared.databricks.budget import SPENT_KIND
+    from shared.store import open_store
+    from shared.store.spend import day_of, spent
+
+    with open_store(Settings.from_env(env)) as store:
+        marker = store.state_get(SPENT_KIND, rec.decision_key)
+        days = {day_of(rec.created_at), day_of()}
+        return (store.retries(rec.lineage or str(rec.run_id)), marker.value.get("usd") if marker else None,
+                sum(spent(store, day=d, job_id=rec.job_id) for d in days))
+
+
+def _sweep_at(env: dict[str, str], minutes: int) -> None:
+    """A sweep ``minutes`` from now whose channels read the clock moved on as well (a channel's
+    claim of a message is dated by the channel's own clock)."""
+    import time
+
+    from shared.app.runtime import open_runtime
+    from shared.notify.routing import RoutedNotifier, build_channels
+    from shared.store import now_ms
+    from shared.triage import act_due, retry_notifications
+
+    settings = Settings.from_env(dict(env))
+    with open_runtime(settings) as rt:
+        later = RoutedNotifier(settings, build_channels(settings, rt.secrets, store=rt.store,
+                                                        clock=lambda: time.time() + minutes * 60))
+        now = now_ms() + minutes * 60_000
+        act_due(settings, client=rt.client(), store=rt.store, notifier=later, now=now)
+        retry_notifications(settings, client=rt.client(), store=rt.store, notifier=later, now=now)
+
+
+# --- the matrix ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend,point,kind", MATRIX, ids=["-".join(m) for m in MATRIX])
+def test_worker_killed_at_a_store_write_ends_terminal_once(fake_databricks, channels, boundary, backend, kind, point):
+    env = crash_env(fake_databricks, boundary.storage, channels)
+    run_id = load_case(fake_databricks, CASES[kind])
+    sends = kind != "email"
+    delivered = lambda: len(channels.to(channels.hook_path, accepted_only=True))
+
+    _kill_at(boundary, point, kind, env, run_id)
+
     rec = stored_record(env, run_id)                           # what the dead worker left
     assert rec is not None and rec.mode == "act"
     assert rec.status == ("decided" if point == "claimed" else "acting"), rec.to_dict()
@@ -178,10 +228,7 @@ def test_worker_killed_at_a_store_write_ends_terminal_once(fake_databricks, chan
     else:
         assert fake_databricks.writes == [] and delivered() == int(took_effect)
 
-    again = start_worker(env, run_id)                          # the queue delivers the message again
-    out, err = again.communicate(timeout=60)
-    assert again.returncode == 0, err
-    assert "already decided" in out or "repair in progress" in out, out     # and nothing is sent
+    _deliver_again(env, run_id)
     if sends:
         assert writes_that_took_effect(fake_databricks, kind) == int(took_effect)
     assert delivered() == (0 if sends else int(took_effect))
@@ -203,6 +250,43 @@ def test_worker_killed_at_a_store_write_ends_terminal_once(fake_databricks, chan
         assert delivered() == 1, [s.body for s in channels.to(channels.hook_path)]
         assert rec.notification["status"] == "sent" and rec.notification["channel"] == "webhook"
     assert delivered() == (0 if sends else 1)                  # a retry tells nobody; an email exactly once
-    # The lineage's retry count: written before the acting write, so a kill in between counts twice.
-    expected = (2 if point == "claimed" else 1) if sends else 0
-    assert _lineage_retries(env, rec.lineage or str(rec.run_id)) == expected
+
+    retries, marker, spent = _counts(env, rec)
+    # The lineage's retry count is written before the acting write: a kill in between counts it twice.
+    assert retries == ((2 if point == "claimed" else 1) if sends else 0)
+    usd = ((rec.decision.get("cost") or {}).get("rerun") or {}).get("usd")
+    if sends:                                                  # the rerun's estimate is spent once
+        assert usd and marker == pytest.approx(usd), rec.decision
+        if backend == "sqlite":                                # (on Azurite other tests share the job)
+            assert spent == pytest.approx(usd)
+    else:
+        assert marker is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "azurite"])
+def test_worker_killed_after_the_channel_claimed_the_message_a_person_is_still_told(fake_databricks, channels,
+                                                                                    boundary):
+    """The webhook channel claimed the message (its at-most-once guard, ``sending``) and the
+    worker died before posting it. The claim is not a delivery: the decision waits undelivered
+    (``failed``, counted by health) while the claim is fresh, and once it is stale the sweep takes
+    it over and sends the message, once."""
+    from shared.app.lifecycle import undelivered
+
+    env = crash_env(fake_databricks, boundary.storage, channels)
+    run_id = load_case(fake_databricks, CASES["email"])
+    delivered = lambda: len(channels.to(channels.hook_path, accepted_only=True))
+
+    _kill_at(boundary, "channel", "email", env, run_id)
+    assert stored_record(env, run_id).status == "acting" and delivered() == 0
+    _deliver_again(env, run_id)
+    sweep_later(env)                                           # 2 and 5 minutes on: the claim is fresh
+
+    rec = stored_record(env, run_id)
+    assert delivered() == 0
+    assert rec.status == "failed" and undelivered(rec), rec.to_dict()    # not "acted" with nobody told
+
+    _sweep_at(env, 15)                                         # the claim is stale: taken over, sent
+    rec = stored_record(env, run_id)
+    assert rec.status == "acted" and rec.notification["status"] == "sent", rec.to_dict()
+    assert delivered() == 1
+    assert fake_databricks.writes == []
