@@ -96,7 +96,7 @@ class SqliteBoundary:
             self.stall.arm(DECISIONS, "UPDATE", f"{old} = 'acting' AND {new} <> 'acting'")
 
     def wait(self, worker: Any) -> bool:
-        return self.stall.wait_stalled(worker.pid)
+        return self.stall.wait_stalled(worker)
 
     def end(self) -> None:
         self.stall.disarm()
