@@ -57,7 +57,6 @@ from tests.plugins.crash import (
     crash_env,
     load_case,
     start_worker,
-    stored_record,
     sweep_later,
     writes_that_took_effect,
 )
@@ -176,17 +175,24 @@ def _deliver_again(env: dict[str, str], run_id: int) -> None:
     assert "already decided" in out or "repair in progress" in out, out
 
 
-def _counts(env: dict[str, str], rec: Any) -> tuple[int, float | None, float]:
+@pytest.fixture
+def reader(boundary):
+    """The test's own view of the store the worker uses (one connection for the whole test)."""
+    from shared.store import open_store
+
+    with open_store(Settings.from_env({"TRIAGE_STORAGE": boundary.storage}), check=False) as store:
+        yield store
+
+
+def _counts(store: Any, rec: Any) -> tuple[int, float | None, float]:
     """The lineage's retry count, the spend marker of the decision, and the day's spend of its job."""
     from shared.databricks.budget import SPENT_KIND
-    from shared.store import open_store
     from shared.store.spend import day_of, spent
 
-    with open_store(Settings.from_env(env)) as store:
-        marker = store.state_get(SPENT_KIND, rec.decision_key)
-        days = {day_of(rec.created_at), day_of()}
-        return (store.retries(rec.lineage or str(rec.run_id)), marker.value.get("usd") if marker else None,
-                sum(spent(store, day=d, job_id=rec.job_id) for d in days))
+    marker = store.state_get(SPENT_KIND, rec.decision_key)
+    days = {day_of(rec.created_at), day_of()}
+    return (store.retries(rec.lineage or str(rec.run_id)), marker.value.get("usd") if marker else None,
+            sum(spent(store, day=d, job_id=rec.job_id) for d in days))
 
 
 def _sweep_at(env: dict[str, str], minutes: int) -> None:
@@ -211,7 +217,8 @@ def _sweep_at(env: dict[str, str], minutes: int) -> None:
 # --- the matrix ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend,point,kind", MATRIX, ids=["-".join(m) for m in MATRIX])
-def test_worker_killed_at_a_store_write_ends_terminal_once(fake_databricks, channels, boundary, backend, kind, point):
+def test_worker_killed_at_a_store_write_ends_terminal_once(fake_databricks, channels, boundary, reader, backend, kind,
+                                                           point):
     env = crash_env(fake_databricks, boundary.storage, channels)
     run_id = load_case(fake_databricks, CASES[kind])
     sends = kind != "email"
@@ -219,7 +226,7 @@ def test_worker_killed_at_a_store_write_ends_terminal_once(fake_databricks, chan
 
     _kill_at(boundary, point, kind, env, run_id)
 
-    rec = stored_record(env, run_id)                           # what the dead worker left
+    rec = reader.get(f"{run_id}-0")                            # what the dead worker left
     assert rec is not None and rec.mode == "act"
     assert rec.status == ("decided" if point == "claimed" else "acting"), rec.to_dict()
     took_effect = point == "final"
@@ -235,7 +242,7 @@ def test_worker_killed_at_a_store_write_ends_terminal_once(fake_databricks, chan
 
     sweep_later(env)
 
-    rec = stored_record(env, run_id)
+    rec = reader.get(f"{run_id}-0")
     assert rec.status == "acted", rec.to_dict()
     if kind == "repair":
         assert writes_that_took_effect(fake_databricks, kind) == 1
@@ -251,7 +258,7 @@ def test_worker_killed_at_a_store_write_ends_terminal_once(fake_databricks, chan
         assert rec.notification["status"] == "sent" and rec.notification["channel"] == "webhook"
     assert delivered() == (0 if sends else 1)                  # a retry tells nobody; an email exactly once
 
-    retries, marker, spent = _counts(env, rec)
+    retries, marker, spent = _counts(reader, rec)
     # The lineage's retry count is written before the acting write: a kill in between counts it twice.
     assert retries == ((2 if point == "claimed" else 1) if sends else 0)
     usd = ((rec.decision.get("cost") or {}).get("rerun") or {}).get("usd")
@@ -265,7 +272,7 @@ def test_worker_killed_at_a_store_write_ends_terminal_once(fake_databricks, chan
 
 @pytest.mark.parametrize("backend", ["sqlite", "azurite"])
 def test_worker_killed_after_the_channel_claimed_the_message_a_person_is_still_told(fake_databricks, channels,
-                                                                                    boundary):
+                                                                                    boundary, reader):
     """The webhook channel claimed the message (its at-most-once guard, ``sending``) and the
     worker died before posting it. The claim is not a delivery: the decision waits undelivered
     (``failed``, counted by health) while the claim is fresh, and once it is stale the sweep takes
@@ -277,16 +284,16 @@ def test_worker_killed_after_the_channel_claimed_the_message_a_person_is_still_t
     delivered = lambda: len(channels.to(channels.hook_path, accepted_only=True))
 
     _kill_at(boundary, "channel", "email", env, run_id)
-    assert stored_record(env, run_id).status == "acting" and delivered() == 0
+    assert reader.get(f"{run_id}-0").status == "acting" and delivered() == 0
     _deliver_again(env, run_id)
     sweep_later(env)                                           # 2 and 5 minutes on: the claim is fresh
 
-    rec = stored_record(env, run_id)
+    rec = reader.get(f"{run_id}-0")
     assert delivered() == 0
     assert rec.status == "failed" and undelivered(rec), rec.to_dict()    # not "acted" with nobody told
 
     _sweep_at(env, 15)                                         # the claim is stale: taken over, sent
-    rec = stored_record(env, run_id)
+    rec = reader.get(f"{run_id}-0")
     assert rec.status == "acted" and rec.notification["status"] == "sent", rec.to_dict()
     assert delivered() == 1
     assert fake_databricks.writes == []
