@@ -11,10 +11,12 @@ kills the worker with SIGKILL while it waits:
 
 Then the message is delivered again (the same command: "already decided") and the sweeps run
 in this process (``act_due`` and ``retry_notifications``), with the clock moved on, for the
-sweep's notifier and for ACS alike: past ``TRIAGE_ACTING_TIMEOUT`` and past the email claim's
-staleness bound (twice the send time-out plus a minute), and either still inside ACS's 5-minute
-window (the resend is the same request: exactly one email) or past it (ACS answers 412 and
-cannot dedupe: at most one duplicate). Every record must end terminal, its notification sent.
+sweep's notifier and for ACS alike: first past ``TRIAGE_ACTING_TIMEOUT`` but not past the email
+claim's staleness bound (twice the send time-out plus a minute: the record must not be taken for
+delivered), then past that bound, either inside ACS's 5-minute window (the resend is the same
+request: exactly one email, on SQLite and on Azurite) or past it (ACS answers 412; the notifier
+looks up the first send's operation: exactly one email while ACS remembers it, at most one
+duplicate when it does not). Every record must end terminal, its notification sent.
 
 The fault cases run a worker to the end through 429 (with Retry-After), 503 and a dropped
 connection: exactly one email, the record ``acted``.
@@ -23,6 +25,7 @@ connection: exactly one email, the record ``acted``.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 import uuid
@@ -54,7 +57,7 @@ def acs(tmp_path):
 
 
 def _env(fake: Any, storage: str, acs: AcsEmailServer) -> dict[str, str]:
-    keep = {k: v for k, v in __import__("os").environ.items() if k in KEEP_ENV}
+    keep = {k: v for k, v in os.environ.items() if k in KEEP_ENV}
     return {**keep, "DATABRICKS_HOST": fake.url, "DATABRICKS_TOKEN": fake.token, "TRIAGE_STORAGE": storage,
             "TRIAGE_MODE": "act", "TRIAGE_ACTING_TIMEOUT": "1m", "TRIAGE_MAX_WORKERS": "16",
             "TRIAGE_NOTIFY_VIA": "email", "TRIAGE_ESCALATE_VIA": "email", "EMAIL_SENDER": SENDER,
@@ -132,12 +135,10 @@ def _kill_while_held(acs: AcsEmailServer, env: Mapping[str, str], run_id: int, p
             worker.kill()
 
 
-@pytest.mark.parametrize("window", ["inside", "past"])
-@pytest.mark.parametrize("point", ["before", "after"])
-@pytest.mark.parametrize("action", ["SEND_EMAIL", "ESCALATE"])
-def test_worker_killed_mid_send_tells_a_person_once(fake_databricks, storage, acs, action, point, window):
-    env = _env(fake_databricks, storage, acs)
-    run_id = _load(fake_databricks, action)
+def _killed_then_swept(fake: Any, storage: str, acs: AcsEmailServer, action: str, point: str,
+                       window: str) -> None:
+    env = _env(fake, storage, acs)
+    run_id = _load(fake, action)
     _kill_while_held(acs, env, run_id, point)
     rec = _record(env, run_id)
     assert rec.action == action and rec.status == "acting", rec.to_dict()     # what the dead worker left
@@ -149,6 +150,8 @@ def test_worker_killed_mid_send_tells_a_person_once(fake_databricks, storage, ac
     assert "already decided" in out, out                        # and sends nothing
     assert len(acs.service.emails_sent) == (1 if point == "after" else 0)
 
+    if window == "forgotten":                                   # ACS no longer knows the first operation
+        acs.service.operation_retention_s = REPEAT_WINDOW_S
     later = 2 * 60 if window == "inside" else REPEAT_WINDOW_S + 60
     assert later > STALE_S
     # the first sweep takes the record over (past TRIAGE_ACTING_TIMEOUT) while the dead worker's
@@ -159,14 +162,32 @@ def test_worker_killed_mid_send_tells_a_person_once(fake_databricks, storage, ac
     assert rec.status == "acted", rec.to_dict()
     assert rec.notification["status"] == "sent", rec.notification
     sent = acs.service.emails_sent
-    if window == "inside" or point == "before":
-        assert len(sent) == 1, [e.operation_id for e in sent]     # ACS deduped the repeat (or never had it)
+    if window == "forgotten" and point == "after":
+        assert len(sent) == 2, [e.operation_id for e in sent]     # ACS can no longer dedupe: one duplicate
     else:
-        assert len(sent) == 2, [e.operation_id for e in sent]     # 412: ACS no longer knows the first
-        assert (None, 412) not in acs.service.answers
-        assert any(status == 412 for _, status in acs.service.answers)
+        assert len(sent) == 1, [e.operation_id for e in sent]     # deduped, looked up, or never had it
+    if window != "inside":
+        assert any(status == 412 for _, status in acs.service.answers), acs.service.answers
     assert all(e.to == ["oncall@example.com"] if action == "ESCALATE" else e.to for e in sent)
-    assert fake_databricks.writes == []
+    assert fake.writes == []
+
+
+@pytest.mark.parametrize("point", ["before", "after"])
+@pytest.mark.parametrize("action", ["SEND_EMAIL", "ESCALATE"])
+def test_worker_killed_mid_send_resent_inside_the_window_mails_once(fake_databricks, storage, acs, action, point):
+    """The resend comes inside ACS's 5-minute window: it is the same request, ACS dedupes it."""
+    _killed_then_swept(fake_databricks, storage, acs, action, point, "inside")
+
+
+@pytest.mark.parametrize("window", ["past", "forgotten"])
+@pytest.mark.parametrize("point", ["before", "after"])
+@pytest.mark.parametrize("action", ["SEND_EMAIL", "ESCALATE"])
+def test_worker_killed_mid_send_resent_past_the_window(fake_databricks, tmp_path, acs, action, point, window):
+    """ACS answers the late resend 412; the notifier looks up the first send's operation: known
+    and delivered -> nothing more is sent; unknown (``forgotten``) -> a new request, so at most
+    one duplicate, and only when ACS had accepted the first. The store plays no part in what ACS
+    remembers, so this runs on SQLite only."""
+    _killed_then_swept(fake_databricks, f"sqlite:///{tmp_path / 'triage.db'}", acs, action, point, window)
 
 
 FAULTS = {
@@ -183,7 +204,7 @@ def test_send_fault_through_https_ends_with_one_email(fake_databricks, tmp_path,
     acs.service.send_faults = list(FAULTS[fault])
     acs.service.apply_faults_after_accept = fault == "dropped"      # the answer is lost after ACS took it
     worker = _worker(env, run_id)
-    out, err = worker.communicate(timeout=60)
+    _, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err
     rec = _record(env, run_id)
     assert rec.status == "acted" and rec.notification["status"] == "sent", rec.to_dict()

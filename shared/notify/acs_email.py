@@ -447,6 +447,8 @@ class EmailNotifier:
                               status=exc.status_code, code=_code(exc), retryable=True) from exc
         except HttpResponseError as exc:
             status = exc.status_code
+            if status == 412 and self._accepted_earlier(client, attempt_id):
+                return {"id": attempt_id, "status": "Succeeded"}
             if status is not None and status < 300:  # the poller read a terminal "Failed"/"Canceled"
                 raise _SendFailed(_bounded(f"ACS send operation failed: {_describe(exc, with_status=False)}"),
                                   code=_code(exc), retryable=True) from exc
@@ -466,6 +468,35 @@ class EmailNotifier:
                                        f"{err.get('code') or ''} {err.get('message') or ''}".strip()),
                               code=err.get("code"), retryable=True)
         return dict(result)
+
+    def _accepted_earlier(self, client: Any, attempt_id: str) -> bool:
+        """After a 412 (ACS no longer dedupes this repeat: its first send is past the 5-minute
+        window), ask ACS for the operation of that first send: its id is the repeatability id.
+        True when ACS delivered it (nothing to send again); False when ACS does not know it (404)
+        or it failed, so a new request is right. Raises ``_SendFailed`` (the same request again
+        later) when it is still running or ACS cannot say now."""
+        from azure.core.exceptions import AzureError
+        from azure.core.rest import HttpRequest
+
+        version = getattr(getattr(client, "_config", None), "api_version", None) or "2023-03-31"
+        try:
+            resp = client.send_request(HttpRequest("GET", f"/emails/operations/{attempt_id}",
+                                                   params={"api-version": version}))
+            body = resp.json() if resp.status_code == 200 else {}
+        except (AzureError, ValueError) as exc:
+            raise _SendFailed(_bounded(f"ACS answered 412 and the earlier send could not be looked up: "
+                                       f"{type(exc).__name__}: {exc}"), retryable=True, reuse=True) from exc
+        if resp.status_code == 404:
+            return False
+        status = str((body or {}).get("status") or "").lower() if isinstance(body, dict) else ""
+        if resp.status_code != 200 or status in ("running", "notstarted"):
+            raise _SendFailed(f"ACS answered 412 and the earlier send {attempt_id} is "
+                              f"{status or f'unknown (HTTP {resp.status_code})'}: looking again later",
+                              status=resp.status_code, retryable=True, reuse=True)
+        if status == "succeeded":
+            _log.info("ACS had accepted and delivered email operation %s earlier: not sent again", attempt_id)
+            return True
+        return False
 
     def close(self) -> None:
         client, self._client = self._client, None

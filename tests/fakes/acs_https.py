@@ -149,7 +149,8 @@ class AcsEmailServer:
         return {"ACS_CONNECTION_STRING": self.connection_string, "REQUESTS_CA_BUNDLE": str(self.ca_bundle)}
 
     def start(self) -> "AcsEmailServer":
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="acs-https", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="acs-https", daemon=True)
         self._thread.start()
         return self
 

@@ -227,6 +227,7 @@ class _Operation:
     final: str
     error: dict[str, Any] | None = None
     polls: int = 0
+    created: float = 0.0
 
 
 class Dropped(Exception):
@@ -266,6 +267,8 @@ class AcsEmailService:
     ``holding`` and waits for ``release`` (at most a minute), then drops the connection. A test
     kills the client while it waits.
     ``access_key``: when set, the HMAC signature of a connection-string client is checked.
+    ``operation_retention_s``: how long an operation's status can be read (None: for ever);
+    after that ``GET /emails/operations/{id}`` answers 404, as for an id the service never had.
 
     Repeatable requests, as ACS documents them: a POST with ``Repeatability-Request-Id`` (a GUID)
     and ``Repeatability-First-Sent`` (an IMF-fixdate; both are needed, a POST with neither is
@@ -296,6 +299,7 @@ class AcsEmailService:
         self.hold: str | None = None
         self.holding = threading.Event()
         self.release = threading.Event()
+        self.operation_retention_s: float | None = None
         self.posts = 0
         self.polls = 0
         self.transport = ServiceTransport(self)
@@ -455,7 +459,7 @@ class AcsEmailService:
         email = SentEmail(operation_id=op_id, message=msg, headers=dict(request.headers))
         self.accepted.append(email)
         self.operations[op_id] = _Operation(email=email, polls_left=self.running_polls,
-                                            final=self.final_status, error=self.final_error)
+                                            final=self.final_status, error=self.final_error, created=self.now())
         tracked.body = {"id": op_id, "status": "Running"}
         tracked.headers = {
             "Operation-Location": f"{self.endpoint}/emails/operations/{op_id}?api-version={api_version}",
@@ -469,6 +473,9 @@ class AcsEmailService:
     def _status(self, request: Any, op_id: str) -> FakeResponse:
         self.polls += 1
         op = self.operations.get(op_id)
+        if op is not None and self.operation_retention_s is not None \
+                and self.now() - op.created > self.operation_retention_s:
+            op = None                                   # forgotten
         if op is None:
             return FakeResponse(request, 404, {"error": {"code": "NotFound", "message": "unknown operation"}})
         op.polls += 1
