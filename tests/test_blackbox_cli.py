@@ -95,6 +95,12 @@ def sweep(env: Mapping[str, str], clock: str, *, ok: bool = True) -> dict[str, A
     return json.loads(done.stdout)
 
 
+def health(env: Mapping[str, str], clock: str, *args: str) -> tuple[int, dict[str, Any]]:
+    done = cli(env, "health", "-o", "json", "--quiet", *args, clock=clock)
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, json.loads(done.stdout)["lifecycle"]
+
+
 def load_recent(fake: Any, case: str, ended_ago_s: int = 120) -> int:
     """A corpus failure under a fresh run id, moved in time so it ended ``ended_ago_s`` ago
     (inside the sweep's ``runs/list`` window)."""
@@ -177,6 +183,8 @@ def test_killed_after_databricks_accepted_the_write(fake_databricks, env, kind):
     rec = show(env, key)
     _assert_done(fake, kind, rec)                              # and nothing more was sent
     assert rec["outcome"]["result"] == "succeeded" and rec["outcome"]["final"], rec["outcome"]
+    code, figures = health(env, "+2h")
+    assert code == 0 and figures["past_deadline"] == 0, figures
 
 
 # --- 3: runs/repair down for longer than the client retries ----------------------------------------
@@ -264,6 +272,8 @@ def test_a_retry_the_sweep_could_not_send_for_days_goes_to_a_person(fake_databri
     assert cli(env, "triage", "--run-id", str(run_id), "--quiet").returncode == 0
     assert show(env, key)["status"] == "retrying"
     fake.clear_faults("runs/repair")
+    code, figures = health(env, "+3d", "--recount")            # meanwhile health says it is stuck
+    assert code == 1 and figures["past_deadline"] == 1 and figures["retrying"] == 1, figures
 
     sweep(env, "+3d")
     rec = show(env, key)
@@ -272,6 +282,8 @@ def test_a_retry_the_sweep_could_not_send_for_days_goes_to_a_person(fake_databri
     assert rec["notification"]["status"] == "sent"
     told = channels.to(channels.hook_path, accepted_only=True)
     assert len(told) == 1 and "not sent" in json.dumps(told[0].body)
+    code, figures = health(env, "+3d")
+    assert code == 0 and figures["past_deadline"] == 0 and figures["escalated"] == 1, figures
     sweep(env, "+4d")
     assert fake.repairs == [] and show(env, key)["status"] == "escalated"
     assert len(channels.to(channels.hook_path, accepted_only=True)) == 1
