@@ -12,7 +12,9 @@ the person's feedback. The approval state lives on the stored decision (``decisi
     pending --reject---> rejected
     pending --(link lifetime passed)--> expired
 
-Moving out of ``pending`` is a conditional update on the record's etag, so of two approvals
+Approving first notes the decision where every sweep looks (``open_approvals``), so an approval
+made days after its decision is followed to its end (``WithOpenApprovals``). Moving out of
+``pending`` is a conditional update on the record's etag, so of two approvals
 (two clicks, a click and the command line) exactly one acts; the other is told what happened.
 The email buttons, the confirmation pages and ``python -m shared approve|reject`` all end here.
 """
@@ -34,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from shared.store.base import Store
 
 __all__ = ["ApprovalResult", "approval_state", "approval_expires_ms", "approve", "reject", "pending_approval",
-           "resume_approval", "resume_approvals"]
+           "resume_approval", "resume_approvals", "open_approvals", "forget_ended_approvals", "WithOpenApprovals"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,8 @@ def _move(store: "Store", key: str, job_id: str | None, to: str, by: str, now: i
                 record = expired.record
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(approval_expires_ms(record, settings) / 1000))
             return record, False, f"the approval request expired at {when}; nothing was done"
+        if to == "approving":   # noted first, where every sweep looks, so it is followed to its end
+            _edit_open(store, settings, add=(record.decision_key, record.job_id))
         upd = store.update(_stamp(record, to, by, now, **more))
         if upd.ok and upd.record is not None:
             return upd.record, True, ""
@@ -271,3 +275,90 @@ def reject(store: "Store", key: str, settings: "Settings", *, by: str = "cli", c
         log.warning("rejection of %s recorded, its feedback not: %s", key, exc)
     return ApprovalResult(record, True, False, f"rejected the proposed {proposed} of {key}; nothing will be sent",
                           "rejected")
+
+
+# --- approvals of older decisions -------------------------------------------------------------------
+# An approval may come up to TRIAGE_FEEDBACK_LINK_TTL (14 days) after its decision, but the sweep
+# reads the last two days of decisions (``act_due``, ``retry_notifications``) and health the last
+# week. So an approval is noted where every sweep looks (one TriageState entry, kind ``approvals``)
+# before it starts, and the sweep's view of the store (``WithOpenApprovals``) adds those decisions
+# to what it lists until they end: a stuck ``approving``, an approved repair ``retrying`` or
+# ``acting``, its undelivered escalation are moved on and counted however old the decision is.
+
+_OPEN_KIND, _OPEN_KEY = "approvals", "open"
+_OPEN_MAX = 500
+
+
+def _parse_open(entry: Any) -> list[tuple[str, str]]:
+    keys = entry.value.get("keys") if entry is not None else None
+    return [(str(k[0]), str(k[1])) for k in keys or [] if isinstance(k, (list, tuple)) and len(k) == 2]
+
+
+def open_approvals(store: "Store") -> list[tuple[str, str]]:
+    """(decision key, job id) of the approvals started and not known to have ended."""
+    return _parse_open(store.state_get(_OPEN_KIND, _OPEN_KEY))
+
+
+def _edit_open(store: "Store", settings: "Settings", add: tuple[str, str] | None = None,
+               drop: frozenset[tuple[str, str]] = frozenset()) -> None:
+    ttl = int(settings.feedback_link_ttl_s) + 7 * 86400
+    for _ in range(4 * _ATTEMPTS):
+        cur = store.state_get(_OPEN_KIND, _OPEN_KEY)
+        old = _parse_open(cur)
+        keys = [k for k in old if k not in drop]
+        if add is not None and add not in keys:
+            keys.append(add)
+        if keys == old:
+            return
+        value = {"keys": [list(k) for k in keys[-_OPEN_MAX:]]}
+        if cur is None:
+            done = store.state_put(_OPEN_KIND, _OPEN_KEY, value, if_absent=True, ttl_s=ttl)
+        else:
+            done = store.state_put(_OPEN_KIND, _OPEN_KEY, value, etag=cur.etag, ttl_s=ttl)
+        if done is not None:
+            return
+    raise StoreError("the list of open approvals kept changing; the approval was not started")
+
+
+def _ended(rec: DecisionRecord) -> bool:
+    from shared.app.lifecycle import TERMINAL
+
+    return approval_state(rec) != "approving" and (rec.mode != "act" or rec.status in TERMINAL)
+
+
+def forget_ended_approvals(store: "Store", settings: "Settings") -> int:
+    """Drop from the open approvals those whose decision has ended (every sweep)."""
+    ended = []
+    for key, job in open_approvals(store):
+        rec = store.get(key, job_id=job)
+        if rec is None or _ended(rec):
+            ended.append((key, job))
+    if ended:
+        _edit_open(store, settings, drop=frozenset(ended))
+    return len(ended)
+
+
+class WithOpenApprovals:
+    """The store as the sweep sees it: ``list(since_ms=...)`` also returns the decisions of open
+    approvals made before ``since_ms`` (so ``act_due``, ``retry_notifications``,
+    ``resume_approvals`` and the health summary see them however old the decision is)."""
+
+    def __init__(self, store: "Store") -> None:
+        self._store = store
+
+    def list(self, job_id: str | None = None, since_ms: int | None = None, until_ms: int | None = None,
+             limit: int | None = None) -> list[DecisionRecord]:
+        found = self._store.list(job_id=job_id, since_ms=since_ms, until_ms=until_ms, limit=limit)
+        if since_ms is None or limit is not None:
+            return found
+        seen = {r.decision_key for r in found}
+        for key, job in open_approvals(self._store):
+            if key in seen or (job_id is not None and job != job_id):
+                continue
+            rec = self._store.get(key, job_id=job)
+            if rec is not None and rec.created_at < since_ms and not _ended(rec):
+                found.append(rec)
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)

@@ -23,7 +23,9 @@ Databricks documents no delivery retries for webhooks, so every few minutes (the
 
 Then, with each workspace's client: ``shared.triage.act_due`` (act-mode decisions whose back-off
 has passed, actions retrying, and actions stuck in ``acting``: docs/lifecycle.md),
-``shared.app.approvals.resume_approvals`` (approvals whose approving process died),
+``shared.app.approvals.resume_approvals`` (approvals whose approving process died); these see,
+besides the last days' decisions, the approved ones of any age until they end
+(``shared.app.approvals.WithOpenApprovals``),
 ``shared.triage.retry_notifications`` (emails that failed or were never recorded),
 ``shared.learning.outcomes.check_outcomes`` (the outcome of what was retried, the learning signal),
 ``shared.databricks.inplace.restore_due`` (jobs resized in place put back once their repaired
@@ -389,7 +391,7 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
     from shared.learning.outcomes import RunsSeen, check_outcomes
     from shared.app.runtime import workspaces
     from shared.app.lifecycle import publish_summary
-    from shared.app.approvals import resume_approvals
+    from shared.app.approvals import WithOpenApprovals, forget_ended_approvals, resume_approvals
     from shared.triage import act_due, retry_notifications
 
     now = int(time.time() * 1000) if now_ms is None else int(now_ms)
@@ -412,8 +414,9 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
             report.errors.append(f"{host}: {ws_report.error}")
 
     several = len(clients_by_workspace) > 1
+    swept: Any = WithOpenApprovals(store)      # plus approved decisions older than the window, until they end
     for index, (host, client) in enumerate(clients_by_workspace.items()):
-        view: Any = _WorkspaceView(store, host, include_unnamed=index == 0) if several else store
+        view: Any = _WorkspaceView(swept, host, include_unnamed=index == 0) if several else swept
         report.acted += _call_after(report, f"due actions ({host})", lambda: act_due(
             settings, client=client, store=view, notifier=notifier, now=now if now_ms is not None else None))
         # approvals left `approving` by a process that died: carried on (docs/lifecycle.md)
@@ -431,7 +434,8 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
 
             report.incidents_resolved += _call_after(report, f"incidents ({host})", lambda: resolve_recovered(
                 settings, client=client, store=view, notifier=notifier, now_ms=now))
-    _call_after(report, "lifecycle summary", lambda: [publish_summary(settings, store, now=now)])
+    _call_after(report, "open approvals", lambda: [forget_ended_approvals(store, settings)])
+    _call_after(report, "lifecycle summary", lambda: [publish_summary(settings, swept, now=now)])
     log.info("sweep: %s", report.summary())
     return report
 

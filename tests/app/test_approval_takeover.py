@@ -187,3 +187,62 @@ def test_approve_process_killed_ends_with_exactly_one_repair(fake_databricks, cl
     assert done.action_result["repair_id"] == fake_databricks.repairs[0]["repair_id"]
     assert len([r for r in fake_databricks.requests_to("runs/repair") if r.status == 200]) <= 1
     assert notifier.calls == []
+
+
+# --- an approval of an older decision ----------------------------------------------------------------
+
+def test_an_approval_days_after_its_decision_is_followed_to_its_end(fake_databricks, client, store, hostile_model):
+    """Approval links live 14 days; the sweep reads the last two days of decisions. An approved
+    repair of a 5-day-old decision that meets a 503 is still sent again, counted, and forgotten
+    once it ended."""
+    from demo.workspace import status_fault
+    from shared.app.approvals import approve, open_approvals
+    from shared.app.lifecycle import HEALTH_KEY, HEALTH_KIND
+    from shared.app.sweep import sweep
+
+    settings = Settings.from_env({"TRIAGE_MODE": "act", **_model_env(hostile_model)})
+    rec = _pending(fake_databricks, client, store, settings)
+    old = store.get(rec.decision_key)
+    old.created_at = now_ms() - 5 * 86400 * 1000
+    assert store.update(old).ok
+    fake_databricks.inject("runs/repair", *[status_fault(503, retry_after=0)] * 10)
+    result = approve(store, rec.decision_key, settings, client_for=lambda r: client, by="owner")
+    assert result.record.status == "retrying" and open_approvals(store) == [(rec.decision_key, rec.job_id)]
+    fake_databricks._faults.clear()
+    due = result.record.action_result["next_at"] + 1
+    assert act_due(settings, client=client, store=store, now=due) == []     # outside the last two days
+
+    report = sweep(settings, clients_by_workspace={fake_databricks.url: client}, store=store,
+                   enqueue=lambda r: None, now_ms=due)
+    done = store.get(rec.decision_key)
+    assert (done.action, done.status, approval_state(done)) == ("RETRY", "acted", "approved"), report.errors
+    assert done.action_result["repair_id"] == fake_databricks.repairs[0]["repair_id"]
+    assert len(fake_databricks.repairs) == 1 and open_approvals(store) == []   # ended: forgotten
+    assert store.state_get(HEALTH_KIND, HEALTH_KEY).value["past_deadline"] == 0
+
+
+def test_a_stuck_approval_of_an_older_decision_is_taken_over_and_counted(fake_databricks, client, store,
+                                                                         hostile_model):
+    from demo.workspace import status_fault
+    from shared.app.approvals import open_approvals
+    from shared.app.lifecycle import HEALTH_KEY, HEALTH_KIND
+    from shared.app.sweep import sweep
+
+    settings = Settings.from_env({"TRIAGE_MODE": "act", **_model_env(hostile_model)})
+    rec = _pending(fake_databricks, client, store, settings)
+    old = store.get(rec.decision_key)
+    old.created_at = now_ms() - 10 * 86400 * 1000          # older than health's week, within the links' 14 days
+    assert store.update(old).ok
+    from shared.app.approvals import _edit_open
+    _edit_open(store, settings, add=(rec.decision_key, rec.job_id))   # what approving notes first
+    _left_approving(store, rec, minutes_ago=60)
+    fake_databricks.inject("runs/get", *[status_fault(503, retry_after=0)] * 40)   # Databricks is down
+    sweep(settings, clients_by_workspace={fake_databricks.url: client}, store=store, enqueue=lambda r: None)
+    summary = store.state_get(HEALTH_KIND, HEALTH_KEY).value
+    assert summary["approving"] == 1 and summary["past_deadline"] == 1 and summary["stuck_keys"] == [rec.decision_key]
+    fake_databricks._faults.clear()
+    sweep(settings, clients_by_workspace={fake_databricks.url: client}, store=store, enqueue=lambda r: None,
+          now_ms=now_ms() + 20 * MINUTE_MS)
+    done = store.get(rec.decision_key)
+    assert (done.status, approval_state(done)) == ("acted", "approved") and len(fake_databricks.repairs) == 1
+    assert open_approvals(store) == []
