@@ -468,7 +468,9 @@ def _too_late(rec: DecisionRecord, now: int) -> bool:
     """A retry decided more than RETRY_WITHIN_S ago and still not sent: the sweep did not run for
     days (the app stopped, the store down). The job has likely run again since, so repairing or
     rerunning that old failure now could do harm."""
-    return rec.action in ("RETRY", "RETRY_WITH_NEW_PARAMS") and now - int(rec.created_at or now) > RETRY_WITHIN_S * 1000
+    from shared.app.lifecycle import decided_at   # an approved retry: from the person's approval
+
+    return rec.action in ("RETRY", "RETRY_WITH_NEW_PARAMS") and now - decided_at(rec, now) > RETRY_WITHIN_S * 1000
 
 
 def _hand_over(rec: DecisionRecord, snapshot: Snapshot, decision: Decision, store: Store, notifier: Notifier | None,
@@ -476,7 +478,9 @@ def _hand_over(rec: DecisionRecord, snapshot: Snapshot, decision: Decision, stor
     """Escalate a retry that is too late to send (``_too_late``), under the etag like ``_act``."""
     from shared.app.lifecycle import escalate
 
-    hours = (now - int(rec.created_at or now)) // 3_600_000
+    from shared.app.lifecycle import decided_at
+
+    hours = (now - decided_at(rec, now)) // 3_600_000
     why = (f"{rec.action} not sent: {hours} h after the decision (the sweep did not run meanwhile) the job may have "
            "run again, so a retry now could do harm; decide whether to rerun")
     if rec.status != "decided" and (rec.action_request or {}).get("kind") == "submit":   # a repair was reconciled

@@ -164,10 +164,13 @@ def resume_approval(record: DecisionRecord, settings: "Settings", *, client: "Da
 
 def resume_approvals(settings: "Settings", *, client: "DatabricksClient", store: "Store",
                      notifier: "Notifier | None", now: int | None = None,
-                     lookback_s: int = 2 * 86400) -> list[DecisionRecord]:
+                     lookback_s: int | None = None) -> list[DecisionRecord]:
     """Every sweep: take over the approvals left ``approving`` past TRIAGE_ACTING_TIMEOUT
     (``resume_approval``), over the same window as ``shared.triage.act_due``."""
     from shared.app.lifecycle import approval_takeover_due
+    from shared.triage import UNFINISHED_LOOKBACK_S
+
+    lookback_s = UNFINISHED_LOOKBACK_S if lookback_s is None else lookback_s
 
     now = int(time.time() * 1000) if now is None else int(now)
     done: list[DecisionRecord] = []

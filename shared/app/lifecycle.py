@@ -41,7 +41,7 @@ _log = logging.getLogger(__name__)
 __all__ = ["TERMINAL", "HEALTH_KIND", "HEALTH_KEY", "failure_kind", "retry_delay_s", "deadline_ms", "is_terminal",
            "undelivered", "summarize", "publish_summary", "health_verdict", "lifecycle_health", "SWEEP_GRACE_S",
            "action_failed", "escalate", "resumable", "repair_since_decision", "approving_since",
-           "approval_takeover_due", "budget_again", "with_cost"]
+           "approval_takeover_due", "budget_again", "with_cost", "decided_at"]
 
 TERMINAL = frozenset({"acted", "escalated", "duplicate"})
 HEALTH_KIND, HEALTH_KEY = "health", "lifecycle"     # TriageState: the sweep's last summary
@@ -100,6 +100,19 @@ def approving_since(rec: DecisionRecord) -> int | None:
     across the sweep's takeovers; None when the approval is not in flight."""
     entry = _last_approving(rec)
     return int(entry.get("since") or entry.get("at") or rec.updated_at or 0) if entry else None
+
+
+def decided_at(rec: DecisionRecord, default: int = 0) -> int:
+    """When the record's action was decided (ms epoch): when a person approved it, for a proposal
+    approved days after the decision (approval links live TRIAGE_FEEDBACK_LINK_TTL); else when the
+    decision was made."""
+    d = rec.decision if isinstance(rec.decision, dict) else {}
+    history = d.get("approval_history") if isinstance(d.get("approval_history"), list) else []
+    approved = [int(e.get("at") or 0) for e in history
+                if isinstance(e, dict) and e.get("state") in ("approving", "approved")]
+    if d.get("approval") in ("approving", "approved") and approved:
+        return max(approved)
+    return int(rec.created_at or default)
 
 
 def approval_takeover_due(rec: DecisionRecord, settings: Settings, now: int) -> bool:

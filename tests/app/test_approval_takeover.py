@@ -192,9 +192,9 @@ def test_approve_process_killed_ends_with_exactly_one_repair(fake_databricks, cl
 # --- an approval of an older decision ----------------------------------------------------------------
 
 def test_an_approval_days_after_its_decision_is_followed_to_its_end(fake_databricks, client, store, hostile_model):
-    """Approval links live 14 days; the sweep reads the last two days of decisions. An approved
-    repair of a 5-day-old decision that meets a 503 is still sent again, counted, and forgotten
-    once it ended."""
+    """Approval links live 14 days; the sweep reads the last week of decisions. An approved
+    repair of a 10-day-old decision that meets a 503 is still sent again (not escalated as a
+    retry too old to send: it was approved just now), counted, and forgotten once it ended."""
     from demo.workspace import status_fault
     from shared.app.approvals import approve, open_approvals
     from shared.app.lifecycle import HEALTH_KEY, HEALTH_KIND
@@ -203,14 +203,14 @@ def test_an_approval_days_after_its_decision_is_followed_to_its_end(fake_databri
     settings = Settings.from_env({"TRIAGE_MODE": "act", **_model_env(hostile_model)})
     rec = _pending(fake_databricks, client, store, settings)
     old = store.get(rec.decision_key)
-    old.created_at = now_ms() - 5 * 86400 * 1000
+    old.created_at = now_ms() - 10 * 86400 * 1000
     assert store.update(old).ok
     fake_databricks.inject("runs/repair", *[status_fault(503, retry_after=0)] * 10)
     result = approve(store, rec.decision_key, settings, client_for=lambda r: client, by="owner")
     assert result.record.status == "retrying" and open_approvals(store) == [(rec.decision_key, rec.job_id)]
     fake_databricks._faults.clear()
     due = result.record.action_result["next_at"] + 1
-    assert act_due(settings, client=client, store=store, now=due) == []     # outside the last two days
+    assert act_due(settings, client=client, store=store, now=due) == []     # outside the last week
 
     report = sweep(settings, clients_by_workspace={fake_databricks.url: client}, store=store,
                    enqueue=lambda r: None, now_ms=due)
@@ -246,3 +246,26 @@ def test_a_stuck_approval_of_an_older_decision_is_taken_over_and_counted(fake_da
     done = store.get(rec.decision_key)
     assert (done.status, approval_state(done)) == ("acted", "approved") and len(fake_databricks.repairs) == 1
     assert open_approvals(store) == []
+
+
+def test_an_approved_retry_is_too_late_only_two_days_after_the_approval(fake_databricks, client, store,
+                                                                        hostile_model):
+    """A retry still unsent two days after its decision goes to a person; for an approved
+    proposal the two days count from the person's approval, not from the decision."""
+    from demo.workspace import status_fault
+    from shared.app.approvals import approve
+
+    settings = Settings.from_env({"TRIAGE_MODE": "act", **_model_env(hostile_model)})
+    rec = _pending(fake_databricks, client, store, settings)
+    old = store.get(rec.decision_key)
+    old.created_at = now_ms() - 3 * 86400 * 1000
+    assert store.update(old).ok
+    fake_databricks.inject("runs/repair", *[status_fault(503, retry_after=0)] * 10)
+    result = approve(store, rec.decision_key, settings, client_for=lambda r: client, by="owner")
+    assert result.record.status == "retrying"
+    fake_databricks._faults.clear()
+    notifier = RecordingNotifier()
+    [done] = act_due(settings, client=client, store=store, notifier=notifier,
+                     now=result.record.action_result["next_at"] + 1)
+    assert (done.action, done.status) == ("RETRY", "acted") and len(fake_databricks.repairs) == 1
+    assert notifier.calls == []
