@@ -212,3 +212,22 @@ def test_send_fault_through_https_ends_with_one_email(fake_databricks, tmp_path,
     posts = [r for r in acs.requests if r.method == "POST"]
     assert len(posts) == 2
     assert len({p.headers["Repeatability-Request-Id"] for p in posts}) == 1
+
+
+def test_the_stand_in_is_real_tls_a_client_without_its_ca_cannot_send(acs, tmp_path):
+    """The worker's trust in the stand-in comes only from REQUESTS_CA_BUNDLE: a client that does
+    not trust the minted CA fails the TLS handshake and sends nothing."""
+    from azure.communication.email import EmailClient
+    from azure.core.exceptions import ServiceRequestError
+    from azure.core.pipeline.transport import RequestsTransport
+
+    message = {"senderAddress": SENDER, "recipients": {"to": [{"address": "owner@example.com"}]},
+               "content": {"subject": "s", "plainText": "t"}}
+    untrusting = EmailClient.from_connection_string(acs.connection_string, retry_total=0,
+                                                    transport=RequestsTransport(connection_verify=True))
+    with pytest.raises(ServiceRequestError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        untrusting.begin_send(message)
+    trusting = EmailClient.from_connection_string(acs.connection_string, retry_total=0, polling_interval=0,
+                                                  transport=RequestsTransport(connection_verify=str(acs.ca_bundle)))
+    assert trusting.begin_send(message).result(timeout=5)["status"] == "Succeeded"
+    assert len(acs.service.emails_sent) == 1

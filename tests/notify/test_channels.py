@@ -448,3 +448,26 @@ def test_a_decision_awaiting_approval_carries_approve_and_reject_buttons(channel
     buttons = next(b for b in channels.to(channels.slack_path)[0].body["blocks"] if b["type"] == "actions")["elements"]
     assert [b.get("style") for b in buttons[1:3]] == ["primary", "danger"]
     assert all("/api/feedback/" in b["url"] for b in buttons[1:])
+
+
+def test_a_notice_another_attempt_is_still_sending_is_not_delivered_nor_sent_elsewhere(channels, store, clock):
+    """A worker died mid-send and left its PagerDuty claim "sending": until that claim is stale,
+    the route says "not delivered yet" (in_flight) instead of "delivered", and does not hand the
+    decision to the next channel; once stale, the notice is sent."""
+    from shared.notify.channel import STATE_KIND
+
+    routed, _ = _routed(channels, store, clock, TRIAGE_ESCALATE_VIA="pagerduty,teams")
+    snap = _snapshot()
+    decision = _decision()
+    store.state_put(STATE_KIND, f"pagerduty:ESCALATE:{snap.decision_key}", {"status": "sending",
+                                                                             "at": int(clock.t * 1000), "attempts": 1},
+                    if_absent=True)
+    clock.t += 60
+    out = routed.notify(snap, decision, _record(snap, decision))
+    assert out["status"] == "failed" and out["retryable"] is True
+    assert [(c["channel"], c.get("in_flight")) for c in out["channels"]] == [("pagerduty", True)]
+    assert channels.to("/v2/enqueue") == [] and channels.to(channels.teams_path) == []
+    clock.t += 11 * 60                                          # the dead worker's claim is stale
+    out = routed.notify(snap, decision, _record(snap, decision))
+    assert out["status"] == "sent" and out["channel"] == "pagerduty"
+    assert len(channels.to("/v2/enqueue")) == 1 and channels.to(channels.teams_path) == []
