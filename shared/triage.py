@@ -513,7 +513,7 @@ def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notif
             except Exception as exc:  # noqa: BLE001 - one run's trouble must not stop the others
                 log.warning("cannot resume the action of %s yet: %s", rec.decision_key, exc)
             continue
-        if rec.status != "decided" or rec.mode != "act" or rec.not_before > now:
+        if rec.status != "decided" or rec.mode != "act" or rec.not_before > now or _poison(rec):
             continue
         try:
             # The decision is made: confirm the run's state (runs/get) and read the job, no outputs.
@@ -639,6 +639,12 @@ def retry_notifications(settings: Settings, *, client: DatabricksClient, store: 
         upd = store.update(rec)
         done.append(upd.record if upd.ok else rec)
     return done
+
+
+def _poison(rec: DecisionRecord) -> bool:
+    """A 'triage failed' escalation: nothing to do in Databricks, its notification is all
+    (``retry_notifications`` sends it if its process died), in shadow mode too."""
+    return rec.decision_key.endswith("-triage-failed")
 
 
 def report_triage_failure(run_id: int, error: str, settings: Settings, *, store: Store, notifier: Notifier | None = None,

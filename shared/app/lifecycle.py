@@ -82,8 +82,13 @@ def retry_delay_s(attempt: int) -> int:
     return int(min(_RETRY_MAX_S, _RETRY_BASE_S * (2 ** max(0, min(int(attempt) - 1, 12)))))
 
 
+def _carried_out(rec: DecisionRecord) -> bool:
+    """Act mode, or a "triage failed" escalation (the poison path notifies in shadow mode too)."""
+    return rec.mode == "act" or str(rec.decision_key).endswith("-triage-failed")
+
+
 def is_terminal(rec: DecisionRecord) -> bool:
-    return rec.mode != "act" or rec.status in TERMINAL
+    return not _carried_out(rec) or rec.status in TERMINAL
 
 
 def _last_approving(rec: DecisionRecord) -> dict[str, Any]:
@@ -143,7 +148,7 @@ def deadline_ms(rec: DecisionRecord, settings: Settings) -> int | None:
 def undelivered(rec: DecisionRecord) -> bool:
     """A decision whose notification has not reached anyone (yet)."""
     n = rec.notification if isinstance(rec.notification, dict) else {}
-    return rec.mode == "act" and n.get("status") == "failed"
+    return _carried_out(rec) and n.get("status") == "failed"
 
 
 def summarize(records: list[DecisionRecord], settings: Settings, *, now: int) -> dict[str, Any]:

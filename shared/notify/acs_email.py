@@ -560,8 +560,9 @@ def pending_notifications(store: "Store", *, since_ms: int | None = None, max_at
     """Decisions whose email the next sweep should (re)try with ``notifier.notify(...)``:
 
     - ``record.notification["status"] == "failed"`` with fewer than ``max_attempts`` attempts;
-    - an email action (SEND_EMAIL / ESCALATE) in ``act`` mode with no notification recorded,
-      older than ``stale_after_s`` (the worker died between deciding and recording).
+    - an email action (SEND_EMAIL / ESCALATE) in ``act`` mode (or a "triage failed" escalation,
+      sent in shadow mode too) with no notification recorded, older than ``stale_after_s`` (the
+      worker died between deciding and recording).
 
     Over-including is safe: ``notify`` sends at most one email per decision key and reports an
     already-sent one as ``{"status": "sent", "duplicate": True}``.
@@ -573,7 +574,8 @@ def pending_notifications(store: "Store", *, since_ms: int | None = None, max_at
         if n.get("status") == "failed":
             if int(n.get("attempts") or 1) < max_attempts:
                 out.append(rec)
-        elif not n and rec.action in {a.value for a in EMAIL_ACTIONS} and rec.mode == "act" \
+        elif not n and rec.action in {a.value for a in EMAIL_ACTIONS} \
+                and (rec.mode == "act" or rec.decision_key.endswith("-triage-failed")) \
                 and now - int(rec.created_at or 0) > stale_after_s * 1000:
             out.append(rec)
         if limit is not None and len(out) >= limit:
