@@ -154,8 +154,8 @@ def _notifier(acs, store, clock, **kwargs) -> tuple[EmailNotifier, Settings]:
     settings = Settings.from_env({"ACS_CONNECTION_STRING": acs.connection_string(KEY), "EMAIL_SENDER": SENDER,
                                   "EMAIL_DEFAULT_TO": "data-platform@example.com", "TRIAGE_MODE": "act"})
     secrets = SecretProvider.from_settings(settings)
+    kwargs = {"polling_interval_s": 0, "retry_backoff_factor": 0, "send_timeout_s": 2, **kwargs}
     return EmailNotifier.from_settings(settings, store=store, secrets=secrets, transport=acs.transport, clock=clock,
-                                       polling_interval_s=0, retry_backoff_factor=0, send_timeout_s=2,
                                        **kwargs), settings
 
 
@@ -228,7 +228,7 @@ def test_a_crashed_send_acs_has_forgotten_is_one_duplicate_at_most(acs, store, c
 
 
 def test_a_412_whose_first_send_is_still_running_waits_for_it(acs, store, clock):
-    n, settings = _notifier(acs, store, clock)
+    n, settings = _notifier(acs, store, clock, send_timeout_s=0.3)
     snap, decision, record = _case(settings)
     acs.hang.set()                                              # ACS accepted it, still sending
     first = n.notify(snap, decision, record)
