@@ -65,9 +65,10 @@ def _pending(fake, client, store, settings):
     doc.pop("history", None)
     doc["run"]["run_id"] = 7_000_000_000 + uuid.uuid4().int % 1_000_000_000   # unique in a shared Azurite
     run_id = fake.load(doc)
+    writes = len(fake.writes)
     rec = triage_run(run_id, settings, client=client, store=store, notifier=RecordingNotifier(), act_now=True).record
     assert (rec.action, rec.status, approval_state(rec)) == ("SEND_EMAIL", "acted", "pending")
-    assert rec.decision["proposed_action"] == "RETRY" and fake.writes == []
+    assert rec.decision["proposed_action"] == "RETRY" and len(fake.writes) == writes
     return rec
 
 
@@ -269,3 +270,23 @@ def test_an_approved_retry_is_too_late_only_two_days_after_the_approval(fake_dat
                      now=result.record.action_result["next_at"] + 1)
     assert (done.action, done.status) == ("RETRY", "acted") and len(fake_databricks.repairs) == 1
     assert notifier.calls == []
+
+
+# --- an approved rerun and the budget ------------------------------------------------------------------
+
+def test_an_approved_rerun_is_held_against_the_budget_and_counted(fake_databricks, client, store, hostile_model):
+    from shared.app.approvals import approve
+    from shared.store.spend import add_spend, day_of, today
+
+    settings = Settings.from_env({"TRIAGE_MODE": "act", "TRIAGE_BUDGET_USD_PER_DAY": "5", **_model_env(hostile_model)})
+    first = _pending(fake_databricks, client, store, settings)
+    done = approve(store, first.decision_key, settings, client_for=lambda r: client, by="owner").record
+    usd = done.decision["cost"]["rerun"]["usd"]
+    assert done.action == "RETRY" and done.status == "acted" and usd > 0
+    assert today(store)["total_usd"] == pytest.approx(usd, abs=1e-5)          # counted once
+
+    add_spend(store, 5.0, day=day_of())                                        # the day's budget is spent
+    second = _pending(fake_databricks, client, store, settings)
+    out = approve(store, second.decision_key, settings, client_for=lambda r: client, by="owner")
+    assert out.record.action == "SEND_EMAIL" and "daily budget" in out.record.reason
+    assert "not retried" in out.message and len(fake_databricks.repairs) == 1
