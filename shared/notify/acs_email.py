@@ -183,7 +183,12 @@ class EmailNotifier:
 
     def _notify(self, snapshot: "Snapshot", decision: Decision, record: "DecisionRecord", key: str,
                 now_ms: int) -> dict[str, Any]:
-        claim = self._claim(key, now_ms)
+        # One email per decision key and notice: an escalation of a decision that was not itself
+        # an escalation (its action failed or came too late, its email went unanswered) is a second
+        # notice with its own claim and repeatability ids, never a duplicate of the first email.
+        escalation = Action(str(decision.action)) is Action.ESCALATE and record.action != Action.ESCALATE.value
+        notice = f"{key}:escalate" if escalation else key
+        claim = self._claim(notice, now_ms)
         if claim.duplicate is not None:
             prev = claim.duplicate
             if prev.get("status") == "sending":
@@ -193,7 +198,7 @@ class EmailNotifier:
                 since = int(prev.get("at") or 0)
                 return {"status": "failed", "in_flight": True, "retryable": True,
                         "attempts": int(prev.get("attempts") or 1), "operation_id": prev.get("operation_id")
-                        or repeatability_id(key, int(prev.get("attempts") or 1)),
+                        or repeatability_id(notice, int(prev.get("attempts") or 1)),
                         "error": f"another attempt has been sending this email for {max(0, now_ms - since) // 1000} s; "
                                  "not known to be delivered yet", "at": now_ms}
             out = {k: prev[k] for k in ("status", "at", "attempts", "operation_id", "count", "emailed_decision_key")
@@ -207,7 +212,7 @@ class EmailNotifier:
                     else "the job tag triage.owner or EMAIL_DEFAULT_TO")
             result = {"status": "failed", "error": f"no recipient: set {what}", "retryable": False,
                       "attempts": attempts, "at": now_ms}
-            self._finish(key, entry, result)
+            self._finish(notice, entry, result)
             _log.warning("email for decision %s not sent: no recipient (set %s)", key, what)
             return result
         similar: Similar | None
@@ -216,20 +221,20 @@ class EmailNotifier:
             if not window.send:
                 value = {"status": "suppressed", "at": now_ms, "attempts": attempts, "count": window.count,
                          "emailed_decision_key": window.emailed_key}
-                self._store.state_put(_STATE_EMAIL, key, value, etag=entry.etag, ttl_s=_EMAIL_STATE_TTL_S)
+                self._store.state_put(_STATE_EMAIL, notice, value, etag=entry.etag, ttl_s=_EMAIL_STATE_TTL_S)
                 _log.info("email for decision %s suppressed: failure %d of this job and fingerprint in the window",
                           key, window.count)
                 return {"status": "suppressed", "reason": "a similar failure of this job was emailed in the window",
                         "count": window.count, "emailed_decision_key": window.emailed_key, "at": now_ms}
             similar = window.similar
             if similar is not None:
-                entry = self._store.state_put(_STATE_EMAIL, key, {**entry.value, "similar": similar.to_dict()},
+                entry = self._store.state_put(_STATE_EMAIL, notice, {**entry.value, "similar": similar.to_dict()},
                                               etag=entry.etag, ttl_s=_EMAIL_STATE_TTL_S) or entry
         else:
             similar = Similar.from_dict(entry.value.get("similar"))
 
         outage = self._outage(snapshot, decision, record, key, now_ms)
-        attempt_id = repeatability_id(key, attempts)
+        attempt_id = repeatability_id(notice, attempts)
         first_sent = int(entry.value.get("first_sent") or now_ms)   # a repeated attempt renders as it first did
         base = {"to": list(rcpt.to), "recipient_source": rcpt.source, "attempts": attempts,
                 "operation_id": attempt_id}
@@ -250,13 +255,13 @@ class EmailNotifier:
                 result["http_status"] = exc.status
             if exc.code:
                 result["error_code"] = exc.code
-            self._finish(key, entry, result)
+            self._finish(notice, entry, result)
             _log.warning("email for decision %s failed (attempt %d): %s", key, attempts, exc.error)
             return result
         result = {"status": "sent", **base, "at": int(self._clock() * 1000)}
         if similar is not None:
             result["similar"] = similar.to_dict()
-        self._finish(key, entry, result)
+        self._finish(notice, entry, result)
         _log.info("email for decision %s sent to %d recipient(s) (%s)", key, len(rcpt.to), rcpt.source)
         return result
 

@@ -262,3 +262,29 @@ def test_a_409_is_repeated_as_the_same_request_once_the_first_ends(acs, store, c
     again = n.notify(snap, decision, record)
     assert again["status"] == "sent" and again["operation_id"] == repeatability_id(snap.decision_key, 1)
     assert len(acs.emails_sent) == 1
+
+
+def test_an_escalation_after_an_earlier_email_of_the_same_decision_is_sent(acs, store, clock):
+    """A decision emailed once (the owner asked to approve a retry) is later escalated (the
+    approved repair was refused, or not sent in time): the escalation is a second notice and
+    must reach the escalation list. It used to be taken for a duplicate of the first email
+    (one email per decision key), recorded 'escalated', and nobody was told."""
+    from dataclasses import replace
+
+    settings = Settings.from_env({"ACS_CONNECTION_STRING": acs.connection_string(KEY), "EMAIL_SENDER": SENDER,
+                                  "EMAIL_DEFAULT_TO": "data-platform@example.com", "TRIAGE_MODE": "act",
+                                  "EMAIL_ESCALATION_TO": "oncall@example.com"})
+    n = EmailNotifier.from_settings(settings, store=store, secrets=SecretProvider.from_settings(settings),
+                                    transport=acs.transport, clock=clock, polling_interval_s=0,
+                                    retry_backoff_factor=0, send_timeout_s=2)
+    snap, decision, record = _case(settings)
+    assert n.notify(snap, decision, record)["status"] == "sent"           # the owner's email
+    record.action = "RETRY"                                               # approved: a repair, then refused
+    clock.t += 600
+    esc = replace(decision, action=Action.ESCALATE, notes=["RETRY was refused by Databricks (403)"])
+    out = n.notify(snap, esc, record)
+    assert out["status"] == "sent" and not out.get("duplicate"), out
+    assert len(acs.emails_sent) == 2
+    assert n.notify(snap, esc, record)["duplicate"] is True                # still once per notice
+    assert n.notify(snap, decision, record)["duplicate"] is True
+    assert len(acs.emails_sent) == 2
