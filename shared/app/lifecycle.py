@@ -178,7 +178,8 @@ def publish_summary(settings: Settings, store: Store, *, now: int, lookback_s: i
     import logging
 
     summary = summarize(store.list(since_ms=now - lookback_s * 1000), settings, now=now)
-    store.state_put(HEALTH_KIND, HEALTH_KEY, summary, ttl_s=lookback_s)
+    # no time to live: an old summary is itself the news (the sweep stopped), never "no summary yet"
+    store.state_put(HEALTH_KIND, HEALTH_KEY, summary)
     if summary["past_deadline"] or summary["undelivered"]:
         logging.getLogger(__name__).warning(
             "lifecycle: %d decision(s) past their deadline (%s), %d notification(s) undelivered (%s)",

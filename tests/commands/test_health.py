@@ -146,3 +146,23 @@ def test_health_runs_as_a_program(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["lifecycle"]["verdict"] == "no decisions yet"
     assert done.stderr.startswith("store: SQLite file ")
+
+
+def test_a_sweep_stopped_for_more_than_a_week_is_still_reported(tmp_path):
+    """The sweep's summary must outlive any outage of the sweep: it used to be kept a week
+    (a TTL), so after eight days without a sweep ``health`` found no summary and said healthy
+    ('no sweep summary yet'). The clock of the ``health`` process is moved by libfaketime."""
+    import libfaketime
+
+    env = _env(tmp_path)
+    settings = Settings.from_env(env)
+    with open_store(settings) as store:
+        _retrying(store, next_at=now_ms() + MINUTE_MS)
+        publish_summary(settings, store, now=now_ms())           # the last sweep, then none for 8 days
+    _, preload = libfaketime.get_reload_information()
+    done = subprocess.run([sys.executable, "-m", "shared", "health", "-o", "json", "--quiet"], cwd=REPO,
+                          env={**os.environ, **env, **preload, "FAKETIME": "+8d", "DONT_FAKE_MONOTONIC": "1"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    body = json.loads(done.stdout)
+    assert body["status"] == "stuck" and "has not run" in body["lifecycle"]["verdict"], body["lifecycle"]
