@@ -216,6 +216,7 @@ def lifecycle_health(settings: Settings, *, now: int | None = None, recount: boo
     from shared.store import open_store, storage_choice
 
     now = int(time.time() * 1000) if now is None else now
+    oldest = now
     try:
         backend, value, _ = storage_choice(settings)
         if backend == "sqlite" and not os.path.exists(value):
@@ -228,10 +229,16 @@ def lifecycle_health(settings: Settings, *, now: int | None = None, recount: boo
             else:
                 entry = store.state_get(HEALTH_KIND, HEALTH_KEY)
                 summary = entry.value if entry is not None else None
+                # no summary at all: only a fresh install may say so; decisions older than the
+                # sweep's grace mean the sweep has never run (a read only until its first summary)
+                oldest = min((int(r.created_at or now) for r in store.list(since_ms=now - _WEEK_S * 1000)),
+                             default=now) if summary is None else now
     except Exception as exc:  # noqa: BLE001 - any failure to read is itself the answer
         logging.getLogger(__name__).error("health: the decision store cannot be read: %s", type(exc).__name__)
         return False, {"verdict": "the decision store cannot be read"}
     healthy, why = health_verdict(summary, now=now)
+    if summary is None and not recount and now - oldest > 2 * SWEEP_GRACE_S * 1000:
+        healthy, why = False, f"no sweep has run, though a decision is {(now - oldest) // 1000} s old"
     counts = {k: (summary or {}).get(k, 0) for k in ("past_deadline", "retrying", "undelivered", "approving",
                                                        "escalated", "stuck_for_s")}
     age = (now - int(summary.get("at") or 0)) // 1000 if summary else None

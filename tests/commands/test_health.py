@@ -166,3 +166,29 @@ def test_a_sweep_stopped_for_more_than_a_week_is_still_reported(tmp_path):
     assert done.returncode == 1, (done.stdout, done.stderr)
     body = json.loads(done.stdout)
     assert body["status"] == "stuck" and "has not run" in body["lifecycle"]["verdict"], body["lifecycle"]
+
+
+def test_decisions_with_no_sweep_summary_at_all_are_reported(tmp_path):
+    """Decisions older than the sweep's grace and no summary: the sweep has never run (a timer
+    that never fires, a sweep that fails before it counts). health used to say healthy ('no
+    sweep summary yet') for as long as that lasted."""
+    env = _env(tmp_path)
+    settings = Settings.from_env(env)
+    with open_store(settings) as store:
+        rec = DecisionRecord(decision_key="101-0", job_id="7", run_id=101, mode="act", status="retrying",
+                             action="RETRY", category="TIMEOUT", created_at=now_ms() - 60 * MINUTE_MS,
+                             action_result={"attempts": 1, "next_at": now_ms() - 50 * MINUTE_MS})
+        assert store.claim(rec).won
+    code, out, err = _run(["health", "-o", "json"], env)
+    assert code == 1, out
+    assert "no sweep has run" in json.loads(out)["lifecycle"]["verdict"]
+
+
+def test_a_fresh_install_without_a_sweep_yet_is_healthy(tmp_path):
+    env = _env(tmp_path)
+    settings = Settings.from_env(env)
+    with open_store(settings) as store:               # a decision just made: the first sweep is minutes away
+        assert store.claim(DecisionRecord(decision_key="102-0", job_id="7", run_id=102, mode="act",
+                                          status="decided", action="RETRY", category="TIMEOUT")).won
+    code, out, err = _run(["health", "-o", "json"], env)
+    assert code == 0, out
