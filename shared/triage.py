@@ -460,48 +460,14 @@ def _owner_instead(record: DecisionRecord, snapshot: Snapshot, decision: Decisio
     record.status = "failed" if record.notification.get("status") == "failed" else "acted"
 
 
-RETRY_WITHIN_S = 2 * 86400     # a retry not sent this long after its decision goes to a person instead
 UNFINISHED_LOOKBACK_S = 7 * 86400   # how far back the sweep looks for unfinished work (as far as health counts)
-
-
-def _too_late(rec: DecisionRecord, now: int) -> bool:
-    """A retry decided more than RETRY_WITHIN_S ago and still not sent: the sweep did not run for
-    days (the app stopped, the store down). The job has likely run again since, so repairing or
-    rerunning that old failure now could do harm."""
-    from shared.app.lifecycle import decided_at   # an approved retry: from the person's approval
-
-    return rec.action in ("RETRY", "RETRY_WITH_NEW_PARAMS") and now - decided_at(rec, now) > RETRY_WITHIN_S * 1000
-
-
-def _hand_over(rec: DecisionRecord, snapshot: Snapshot, decision: Decision, store: Store, notifier: Notifier | None,
-               now: int) -> DecisionRecord:
-    """Escalate a retry that is too late to send (``_too_late``), under the etag like ``_act``."""
-    from shared.app.lifecycle import escalate
-
-    from shared.app.lifecycle import decided_at
-
-    hours = (now - decided_at(rec, now)) // 3_600_000
-    why = (f"{rec.action} not sent: {hours} h after the decision (the sweep did not run meanwhile) the job may have "
-           "run again, so a retry now could do harm; decide whether to rerun")
-    if rec.status != "decided" and (rec.action_request or {}).get("kind") == "submit":   # a repair was reconciled
-        why += " (an earlier send may have made the rerun: look for it among the job's runs)"
-    rec.status = "acting"
-    rec.action_result = {**(rec.action_result or {}), "acting_since": now}
-    upd = store.update(rec)
-    if not upd.ok:
-        return upd.record or rec
-    rec = upd.record
-    escalate(rec, snapshot, decision, why, notifier)
-    upd = store.update(rec)
-    return upd.record if upd.ok else rec
 
 
 def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notifier: Notifier | None = None, now: int | None = None,
             lookback_s: int = UNFINISHED_LOOKBACK_S) -> list[DecisionRecord]:
     """Carry out act-mode decisions whose back-off has passed (called by every sweep); a retry
-    decided more than RETRY_WITHIN_S ago is escalated instead (``_too_late``)."""
-    from shared.app.lifecycle import resumable, with_cost
-    from shared.databricks.actions import effective_decision
+    decided more than RETRY_WITHIN_S ago is escalated instead (``shared.app.lifecycle.too_late``)."""
+    from shared.app.lifecycle import resumable
     from shared.databricks.capture import capture_snapshot
 
     now = now or now_ms()
@@ -512,6 +478,7 @@ def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notif
                 done.append(resume_action(rec, settings, client=client, store=store, notifier=notifier, now=now))
             except Exception as exc:  # noqa: BLE001 - one run's trouble must not stop the others
                 log.warning("cannot resume the action of %s yet: %s", rec.decision_key, exc)
+                done.extend(_unreadable_too_late(rec, exc, store, notifier, now))
             continue
         if rec.status != "decided" or rec.mode != "act" or rec.not_before > now or _poison(rec):
             continue
@@ -520,21 +487,50 @@ def act_due(settings: Settings, *, client: DatabricksClient, store: Store, notif
             snapshot = capture_snapshot(client, rec.run_id, workspace_host=rec.workspace, store=None, outputs=False)
         except Exception as exc:  # noqa: BLE001 - one run's trouble must not stop the others
             log.warning("cannot re-read run %s for its due action: %s", rec.run_id, exc)
+            done.extend(_unreadable_too_late(rec, exc, store, notifier, now))
             continue
-        if snapshot.decision_key != rec.decision_key:
-            rec.status = "duplicate"
-            rec.action_result = {"status": "superseded: the run was repaired or rerun meanwhile"}
-            store.update(rec)
-            continue
-        decision = decision_of_record(rec)
-        if _too_late(rec, now):
-            done.append(_hand_over(rec, snapshot, decision, store, notifier, now))
-            continue
-        plan, cost = _plan(snapshot, decision, settings, store, now)
-        decision = with_cost(rec, effective_decision(decision, plan), cost)
-        result = _act(rec, snapshot, decision, plan, settings, client=client, store=store, notifier=notifier)
-        done.append(result.record)
+        try:
+            done.append(_due(rec, snapshot, settings, client=client, store=store, notifier=notifier, now=now))
+        except Exception as exc:  # noqa: BLE001 - one odd record must not stop the others (health names it)
+            log.warning("cannot carry out the due action of %s: %s", rec.decision_key, exc)
     return done
+
+
+def _unreadable_too_late(rec: DecisionRecord, exc: Exception, store: Store, notifier: Notifier | None,
+                         now: int) -> list[DecisionRecord]:
+    """A retry whose run has not been readable (deleted, 404; no access) until it is too late to
+    send (``shared.app.lifecycle.too_late``): hand it to a person, so it does not wait for ever."""
+    from shared.app.lifecycle import hand_over, too_late
+
+    if not too_late(rec, now):
+        return []
+    try:
+        snapshot = _stub_snapshot(rec.run_id, rec.workspace, rec.job_id,
+                                  message="the run could not be read from Databricks")
+        cause = _redact(f"{type(exc).__name__}: {exc}")[:300]
+        return [hand_over(rec, snapshot, decision_of_record(rec), store, notifier, now, cause=cause)]
+    except Exception as err:  # noqa: BLE001 - health names what stays stuck
+        log.warning("cannot hand over the action of %s: %s", rec.decision_key, err)
+        return []
+
+
+def _due(rec: DecisionRecord, snapshot: Snapshot, settings: Settings, *, client: DatabricksClient, store: Store,
+         notifier: Notifier | None, now: int) -> DecisionRecord:
+    """A decided act-mode record whose back-off has passed, its run read again: carry it out."""
+    from shared.app.lifecycle import hand_over, too_late, with_cost
+    from shared.databricks.actions import effective_decision
+
+    if snapshot.decision_key != rec.decision_key:
+        rec.status = "duplicate"
+        rec.action_result = {"status": "superseded: the run was repaired or rerun meanwhile"}
+        upd = store.update(rec)
+        return upd.record if upd.ok and upd.record is not None else rec
+    decision = decision_of_record(rec)
+    if too_late(rec, now):
+        return hand_over(rec, snapshot, decision, store, notifier, now)
+    plan, cost = _plan(snapshot, decision, settings, store, now)
+    decision = with_cost(rec, effective_decision(decision, plan), cost)
+    return _act(rec, snapshot, decision, plan, settings, client=client, store=store, notifier=notifier).record
 
 
 def resume_action(rec: DecisionRecord, settings: Settings, *, client: DatabricksClient, store: Store,
@@ -546,8 +542,8 @@ def resume_action(rec: DecisionRecord, settings: Settings, *, client: Databricks
     send again with the same ``latest_repair_id`` (Databricks refuses a second repair if one
     slipped in). A submit: send again with the same ``idempotency_token`` (Databricks answers
     with the run it already made). A notification: notify again (one email per decision key).
-    A retry decided more than RETRY_WITHIN_S ago is escalated instead of sent (``_too_late``)."""
-    from shared.app.lifecycle import budget_again, repair_since_decision, with_cost
+    A retry decided more than RETRY_WITHIN_S ago is escalated instead of sent (``shared.app.lifecycle.too_late``)."""
+    from shared.app.lifecycle import budget_again, hand_over, repair_since_decision, too_late, with_cost
     from shared.databricks.actions import effective_decision, plan_action
     from shared.databricks.budget import spend_rerun
     from shared.databricks.capture import capture_snapshot
@@ -574,8 +570,8 @@ def resume_action(rec: DecisionRecord, settings: Settings, *, client: Databricks
         rec.action_result = {**(rec.action_result or {}), "status": "superseded: the run was repaired or rerun meanwhile"}
         upd = store.update(rec)
         return upd.record if upd.ok else rec
-    if _too_late(rec, now):
-        return _hand_over(rec, snapshot, decision, store, notifier, now)
+    if too_late(rec, now):
+        return hand_over(rec, snapshot, decision, store, notifier, now)
     if budget_again(rec):       # surely not taken effect: held against the day's budget again
         plan, cost = _plan(snapshot, decision, settings, store, now)
         decision = with_cost(rec, effective_decision(decision, plan), cost)
@@ -606,6 +602,7 @@ def retry_notifications(settings: Settings, *, client: DatabricksClient, store: 
     """Send again the emails that failed (or were never recorded): called by every sweep, so a
     failed send is retried, never lost. The notifier sends at most one email per decision key."""
     from shared.databricks.capture import capture_snapshot
+    from shared.errors import DatabricksNotFound
     from shared.notify import pending_notifications
 
     if notifier is None:
@@ -628,11 +625,19 @@ def retry_notifications(settings: Settings, *, client: DatabricksClient, store: 
             try:
                 snapshot = capture_snapshot(client, rec.run_id, workspace_host=rec.workspace, store=None,
                                             outputs=False)
+            except DatabricksNotFound as exc:   # the run is gone for good: resend from what the record holds
+                log.warning("run %s is gone (%s); its notification is resent from the decision", rec.run_id, exc)
+                snapshot = _stub_snapshot(rec.run_id, rec.workspace, rec.job_id,
+                                          message="the run could no longer be read from Databricks")
             except Exception as exc:  # noqa: BLE001 - one run's trouble must not stop the others
                 log.warning("cannot re-read run %s to resend its email: %s", rec.run_id, exc)
                 continue
-        rec.notification = {**_redact_obj(dict(notifier.notify(snapshot, notification_decision(rec), rec))),
-                            "tried_at": now}
+        try:
+            decision = notification_decision(rec)
+        except Exception as exc:  # noqa: BLE001 - one odd record must not stop the others (health names it)
+            log.warning("cannot resend the notification of %s: %s", rec.decision_key, exc)
+            continue
+        rec.notification = {**_redact_obj(dict(notifier.notify(snapshot, decision, rec))), "tried_at": now}
         result = rec.action_result or {}
         delivered = "escalated" if result.get("escalated") or result.get("notify_escalated") else "acted"
         rec.status = "failed" if rec.notification.get("status") == "failed" else delivered
@@ -669,10 +674,10 @@ def report_triage_failure(run_id: int, error: str, settings: Settings, *, store:
     return upd.record if upd.ok else record
 
 
-def _stub_snapshot(run_id: int, workspace: str, job_id: str) -> Snapshot:
+def _stub_snapshot(run_id: int, workspace: str, job_id: str, *, message: str = "triage failed") -> Snapshot:
     from shared.snapshot import parse_snapshot
 
-    run = {"run_id": int(run_id), "state": {"life_cycle_state": "INTERNAL_ERROR", "state_message": "triage failed"}}
+    run = {"run_id": int(run_id), "state": {"life_cycle_state": "INTERNAL_ERROR", "state_message": message}}
     if job_id and job_id != "nojob" and str(job_id).isdigit():
         run["job_id"] = int(job_id)
     return parse_snapshot({"run": run, "workspace_host": workspace})

@@ -41,7 +41,8 @@ _log = logging.getLogger(__name__)
 __all__ = ["TERMINAL", "HEALTH_KIND", "HEALTH_KEY", "failure_kind", "retry_delay_s", "deadline_ms", "is_terminal",
            "undelivered", "summarize", "publish_summary", "health_verdict", "lifecycle_health", "SWEEP_GRACE_S",
            "action_failed", "escalate", "resumable", "repair_since_decision", "approving_since",
-           "approval_takeover_due", "budget_again", "with_cost", "decided_at"]
+           "approval_takeover_due", "budget_again", "with_cost", "decided_at", "RETRY_WITHIN_S", "too_late",
+           "hand_over"]
 
 TERMINAL = frozenset({"acted", "escalated", "duplicate"})
 HEALTH_KIND, HEALTH_KEY = "health", "lifecycle"     # TriageState: the sweep's last summary
@@ -231,7 +232,7 @@ def lifecycle_health(settings: Settings, *, now: int | None = None, recount: boo
                 summary = entry.value if entry is not None else None
                 # no summary at all: only a fresh install may say so; decisions older than the
                 # sweep's grace mean the sweep has never run (a read only until its first summary)
-                oldest = min((int(r.created_at or now) for r in store.list(since_ms=now - _WEEK_S * 1000)),
+                oldest = min((int(r.created_at or now) for r in store.list(since_ms=now - 7 * 86400 * 1000)),
                              default=now) if summary is None else now
     except Exception as exc:  # noqa: BLE001 - any failure to read is itself the answer
         logging.getLogger(__name__).error("health: the decision store cannot be read: %s", type(exc).__name__)
@@ -356,3 +357,38 @@ def with_cost(rec: DecisionRecord, decision: Decision, cost: dict[str, Any]) -> 
     if cost:
         rec.decision = {**(rec.decision or {}), "cost": cost}
     return decision
+
+
+# --- a retry too late to send ---------------------------------------------------------------------
+
+RETRY_WITHIN_S = 2 * 86400     # a retry not sent this long after its decision goes to a person instead
+
+
+def too_late(rec: DecisionRecord, now: int) -> bool:
+    """A retry decided (or approved) more than RETRY_WITHIN_S ago and still not sent: the sweep
+    did not run for days (the app stopped, the store down). The job has likely run again since,
+    so repairing or rerunning that old failure now could do harm."""
+    return rec.action in ("RETRY", "RETRY_WITH_NEW_PARAMS") and now - decided_at(rec, now) > RETRY_WITHIN_S * 1000
+
+
+def hand_over(rec: DecisionRecord, snapshot: Snapshot, decision: Decision, store: Store, notifier: Notifier | None,
+              now: int, *, cause: str = "") -> DecisionRecord:
+    """Escalate a retry that is too late to send (``too_late``), under the etag like ``shared.triage._act``.
+    ``cause``: the run could not be read meanwhile (the error), rather than the sweep not running."""
+    hours = (now - decided_at(rec, now)) // 3_600_000
+    why = (f"{rec.action} not sent: {hours} h after the decision (the sweep did not run meanwhile) the job may have "
+           "run again, so a retry now could do harm; decide whether to rerun")
+    if cause:
+        why = (f"{rec.action} not sent: the run cannot be read from Databricks ({cause}) and {hours} h have passed "
+               "since the decision; decide whether to rerun")
+    if rec.status != "decided" and (rec.action_request or {}).get("kind") == "submit":   # a repair was reconciled
+        why += " (an earlier send may have made the rerun: look for it among the job's runs)"
+    rec.status = "acting"
+    rec.action_result = {**(rec.action_result or {}), "acting_since": now}
+    upd = store.update(rec)
+    if not upd.ok:
+        return upd.record or rec
+    rec = upd.record
+    escalate(rec, snapshot, decision, why, notifier)
+    upd = store.update(rec)
+    return upd.record if upd.ok else rec
