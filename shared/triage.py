@@ -611,11 +611,12 @@ def retry_notifications(settings: Settings, *, client: DatabricksClient, store: 
     done: list[DecisionRecord] = []
     for rec in pending_notifications(store, since_ms=now - lookback_s * 1000, now_ms=now, max_attempts=10**6):
         n = rec.notification or {}
-        if n.get("status") == "failed" and int(n.get("attempts") or 1) >= NOTIFY_ATTEMPTS:
+        tries = max(int(n.get("attempts") or 1), int(n.get("sends") or 0))   # sends: repeats of one request too
+        if n.get("status") == "failed" and tries >= NOTIFY_ATTEMPTS:
             if not (rec.action_result or {}).get("notify_escalated"):
                 # the owner's channel gave up: hand it to the escalation route (the next channels)
                 rec.action_result = {**(rec.action_result or {}), "notify_escalated": _redact(
-                    f"the notification failed {n.get('attempts')} time(s) ({n.get('error') or 'no detail'}); "
+                    f"the notification failed {tries} time(s) ({n.get('error') or 'no detail'}); "
                     "escalated so a person is told")[:1000]}
             elif now - int(n.get("tried_at") or n.get("at") or 0) < UNDELIVERED_RESEND_S * 1000:
                 continue        # undelivered: counted by health and report, tried again hourly

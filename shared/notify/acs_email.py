@@ -237,7 +237,7 @@ class EmailNotifier:
         attempt_id = repeatability_id(notice, attempts)
         first_sent = int(entry.value.get("first_sent") or now_ms)   # a repeated attempt renders as it first did
         base = {"to": list(rcpt.to), "recipient_source": rcpt.source, "attempts": attempts,
-                "operation_id": attempt_id}
+                "sends": int(entry.value.get("sends") or attempts), "operation_id": attempt_id}
         try:
             links = self._links(record, key, now=first_sent / 1000)
             email = render_email(snapshot, decision, record, settings=self._settings, links=links,
@@ -270,7 +270,7 @@ class EmailNotifier:
         stale_ms = int((2 * self._send_timeout + 60) * 1000)
         for _ in range(10):
             entry = self._store.state_put(_STATE_EMAIL, key, {"status": "sending", "at": now_ms, "attempts": 1,
-                                                              "first_sent": now_ms},
+                                                              "first_sent": now_ms, "sends": 1},
                                           if_absent=True, ttl_s=_EMAIL_STATE_TTL_S)
             if entry is not None:
                 return _Claim(entry=entry, attempts=1, first=True)
@@ -285,10 +285,12 @@ class EmailNotifier:
                 repeat = stale or bool(cur.value.get("repeat"))
                 attempts = int(cur.value.get("attempts") or 1) + (0 if repeat else 1)
                 first_sent = int(cur.value.get("first_sent") or now_ms) if repeat else now_ms
+                # every send counts towards the escalation, a repeat of the same request too
+                sends = int(cur.value.get("sends") or cur.value.get("attempts") or 1) + 1
                 value = {k: v for k, v in cur.value.items() if k != "repeat"}
                 taken = self._store.state_put(_STATE_EMAIL, key,
                                               {**value, "status": "sending", "at": now_ms, "attempts": attempts,
-                                               "first_sent": first_sent},
+                                               "first_sent": first_sent, "sends": sends},
                                               etag=cur.etag, ttl_s=_EMAIL_STATE_TTL_S)
                 if taken is not None:
                     return _Claim(entry=taken, attempts=attempts, first=False)
@@ -297,7 +299,7 @@ class EmailNotifier:
         raise StoreError(f"email state {key}: too much contention")
 
     def _finish(self, key: str, entry: Any, result: Mapping[str, Any]) -> None:
-        value = {k: result[k] for k in ("status", "at", "attempts", "operation_id", "error", "retryable")
+        value = {k: result[k] for k in ("status", "at", "attempts", "sends", "operation_id", "error", "retryable")
                  if k in result}
         if result.get("repeat"):
             value["repeat"] = True

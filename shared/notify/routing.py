@@ -59,7 +59,7 @@ _log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[a-z]{2,20}$")
 _DELIVERED = ("sent", "suppressed", "sending")
 _KEEP = ("status", "channel", "error", "retryable", "attempts", "http_status", "error_code", "dedup_key",
-         "incident", "duplicate", "count", "reason", "in_flight")
+         "incident", "duplicate", "count", "reason", "in_flight", "sends")
 
 
 def route_for(snapshot: "Snapshot", decision: Decision, settings: "Settings",
@@ -159,6 +159,7 @@ class RoutedNotifier:
         failures = [t for t in tried if t["status"] not in _DELIVERED]
         out = {"status": "failed", "route": route, "route_source": source, "channels": tried, "at": now_ms,
                "attempts": max([int(t.get("attempts") or 1) for t in failures] or [1]),
+               "sends": max([int(t.get("sends") or t.get("attempts") or 1) for t in failures] or [1]),
                "retryable": any(t.get("retryable", False) for t in failures),
                "error": "; ".join(f"{t['channel']}: {t.get('error') or t['status']}" for t in failures)[:500]
                or f"no channel on the route {route}"}

@@ -288,3 +288,42 @@ def test_an_escalation_after_an_earlier_email_of_the_same_decision_is_sent(acs, 
     assert n.notify(snap, esc, record)["duplicate"] is True                # still once per notice
     assert n.notify(snap, decision, record)["duplicate"] is True
     assert len(acs.emails_sent) == 2
+
+
+def test_an_email_acs_keeps_refusing_with_5xx_is_escalated_after_the_attempts(acs, store, clock, fake_databricks,
+                                                                                 client):
+    """ACS answers 503 to every send: each resend repeats the same request (the same
+    repeatability id, as it may have been accepted), but every resend still counts as an attempt,
+    so after NOTIFY_ATTEMPTS the notification goes to the escalation route. The repeats used to
+    keep the attempt number at 1, so it was resent for ever and never escalated."""
+    import time
+
+    from shared.triage import NOTIFY_ATTEMPTS, retry_notifications, triage_run
+    from tests.helpers import corpus_doc
+
+    clock.t = time.time()                                         # the decision is made now
+    settings = Settings.from_env({"ACS_CONNECTION_STRING": acs.connection_string(KEY), "EMAIL_SENDER": SENDER,
+                                  "EMAIL_DEFAULT_TO": "data-platform@example.com", "TRIAGE_MODE": "act",
+                                  "EMAIL_ESCALATION_TO": "oncall@example.com"})
+    n = EmailNotifier.from_settings(settings, store=store, secrets=SecretProvider.from_settings(settings),
+                                    transport=acs.transport, clock=clock, polling_interval_s=0,
+                                    retry_backoff_factor=0, send_timeout_s=2)
+    doc = corpus_doc("dev-015")                                   # PERMISSION: SEND_EMAIL to the owner
+    doc.pop("history", None)
+    run_id = fake_databricks.load(doc)
+    acs.send_faults = [(503, {})] * 1000
+    rec = triage_run(run_id, settings, client=client, store=store, notifier=n, act_now=True).record
+    assert (rec.action, rec.status) == ("SEND_EMAIL", "failed")
+    now = int(clock.t * 1000)
+    for i in range(1, NOTIFY_ATTEMPTS):                           # the owner's email: sent 5 times in all
+        clock.t += 600
+        retry_notifications(settings, client=client, store=store, notifier=n, now=now + i * 600_000)
+    rec = store.get(rec.decision_key)
+    assert rec.notification["sends"] == NOTIFY_ATTEMPTS and rec.notification["attempts"] == 1, rec.notification
+    acs.send_faults = []                                          # the next sweep escalates it
+    clock.t += 600
+    retry_notifications(settings, client=client, store=store, notifier=n, now=now + NOTIFY_ATTEMPTS * 600_000)
+    rec = store.get(rec.decision_key)
+    assert "failed 5 time(s)" in rec.action_result["notify_escalated"]
+    assert rec.status == "escalated" and rec.notification["status"] == "sent", rec.notification
+    assert [e.to for e in acs.emails_sent] == [["oncall@example.com"]]
