@@ -42,9 +42,10 @@ def health_report(env: Mapping[str, str] | None = None, *,
         log.error("health: the settings are not valid: %s", exc)
         return 503, {"status": "misconfigured", "version": __version__,
                      "error": "the app settings are not valid; see the function log"}
+    from shared.app.approvals import WithOpenApprovals   # approvals of older decisions, as the sweep counts them
     from shared.app.lifecycle import lifecycle_health
 
-    healthy, lifecycle = lifecycle_health(settings, now=now, recount=recount, keys=keys)
+    healthy, lifecycle = lifecycle_health(settings, now=now, recount=recount, keys=keys, view=WithOpenApprovals)
     extra = settings.extra
     storage = (settings.storage or settings.azure_webjobs_storage
                or extra.get("AzureWebJobsStorage__tableServiceUri") or extra.get("AzureWebJobsStorage__accountName"))

@@ -205,11 +205,11 @@ def health_verdict(summary: dict[str, Any] | None, *, now: int) -> tuple[bool, s
 
 
 def lifecycle_health(settings: Settings, *, now: int | None = None, recount: bool = False,
-                     keys: bool = False) -> tuple[bool, dict[str, Any]]:
+                     keys: bool = False, view: Any = None) -> tuple[bool, dict[str, Any]]:
     """(healthy, counts) for ``health``: one point read of the summary the last sweep kept, or
     with ``recount`` the last week's decisions counted now (the command line's ``--recount``).
     No decision key is returned unless ``keys`` (the endpoint is anonymous; the command line is
-    an operator's)."""
+    an operator's). ``view(store)``: the store as the sweep sees it, for the recount."""
     import logging
     import os
     import time
@@ -225,7 +225,8 @@ def lifecycle_health(settings: Settings, *, now: int | None = None, recount: boo
         options: dict[str, Any] = {} if backend == "sqlite" else {"retry_total": 1, "retry_backoff_factor": 0.2}
         with open_store(settings, check=False, **options) as store:
             if recount:
-                summary: dict[str, Any] | None = summarize(store.list(since_ms=now - 7 * 86400 * 1000), settings,
+                seen = view(store) if view is not None else store
+                summary: dict[str, Any] | None = summarize(seen.list(since_ms=now - 7 * 86400 * 1000), settings,
                                                            now=now)
             else:
                 entry = store.state_get(HEALTH_KIND, HEALTH_KEY)

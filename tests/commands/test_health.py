@@ -192,3 +192,26 @@ def test_a_fresh_install_without_a_sweep_yet_is_healthy(tmp_path):
                                           status="decided", action="RETRY", category="TIMEOUT")).won
     code, out, err = _run(["health", "-o", "json"], env)
     assert code == 0, out
+
+
+def test_recount_counts_a_stuck_approval_of_an_older_decision_as_the_sweep_does(tmp_path):
+    """Approval links outlive the week health reads: an approval noted as open is counted however
+    old its decision."""
+    from shared.app.approvals import open_approvals
+
+    env = _env(tmp_path)
+    settings = Settings.from_env(env)
+    at = now_ms() - 3600 * 1000
+    rec = DecisionRecord(decision_key="303-0", job_id="7", run_id=303, mode="act", status="acted",
+                         action="SEND_EMAIL", category="PERMISSION", created_at=now_ms() - 10 * 86400 * 1000,
+                         decision={"proposed_action": "RETRY", "approval": "approving",
+                                   "approval_history": [{"state": "approving", "by": "owner", "at": at}]})
+    with open_store(settings) as store:
+        assert store.claim(rec).won
+        code, out, _ = _run(["health", "--recount", "-o", "json"], env)
+        assert code == 0 and json.loads(out)["lifecycle"]["approving"] == 0     # not noted: older than the week
+        from shared.app.approvals import _edit_open
+        _edit_open(store, settings, add=("303-0", "7"))                         # what approving notes first
+        assert open_approvals(store) == [("303-0", "7")]
+    code, out, err = _run(["health", "--recount", "-o", "json"], env)
+    assert code == 1 and json.loads(out)["lifecycle"]["stuck_keys"] == ["303-0"]
