@@ -27,6 +27,8 @@ from shared.snapshot import Snapshot
 from shared.store import DecisionRecord, now_ms
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     from shared.databricks.client import DatabricksClient
     from shared.llm.backends import LLMBackend
     from shared.notify.notifier import Notifier
@@ -282,7 +284,9 @@ def read_cluster_events(snapshot: Snapshot, settings: Settings, *, client: Datab
 
 def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: DatabricksClient, store: Store, notifier: Notifier | None = None,
                     mode: str | None = None, workspace: str = "", use_llm: bool = True,
-                    act_now: bool = False, llm: LLMBackend | None = None) -> TriageResult:
+                    act_now: bool = False, llm: LLMBackend | None = None,
+                    review: Callable[[Decision], Decision] | None = None) -> TriageResult:
+    """``review`` (optional): the decision -> a more cautious one (a re-triage: shared.app.retriage)."""
     from shared.databricks.actions import effective_decision
     from shared.databricks.budget import say_budget
 
@@ -309,6 +313,7 @@ def triage_snapshot(snapshot: Snapshot, settings: Settings, *, client: Databrick
 
         snapshot = replace(snapshot, history={**snapshot.history, "prior_retries": lineage_retries})
     decision = decide(snapshot, settings, store=store, llm=llm, use_llm=use_llm, prior_retries=lineage_retries)
+    decision = review(decision) if review is not None else decision
     plan, cost = _plan(snapshot, decision, settings, store, now_ms())
     decision = effective_decision(decision, plan)  # e.g. a resize that cannot be done becomes an email
     decision = say_budget(decision, cost)
@@ -654,15 +659,18 @@ def _poison(rec: DecisionRecord) -> bool:
 
 
 def report_triage_failure(run_id: int, error: str, settings: Settings, *, store: Store, notifier: Notifier | None = None,
-                          workspace: str = "", job_id: str = "nojob") -> DecisionRecord:
-    """Triage itself failed for a run (poison message): escalate, so nothing is dropped silently."""
+                          workspace: str = "", job_id: str = "nojob",
+                          action_result: dict | None = None) -> DecisionRecord:
+    """Triage itself failed for a run (poison message): escalate, so nothing is dropped silently.
+    ``action_result``: the poison path's re-triage schedule (shared.app.retriage)."""
     from shared.models import Action, Category
 
     reason = _redact(f"triage failed for run {run_id}: {error}")[:2000]
     decision = Decision(Category.UNKNOWN, Action.ESCALATE, 0.0, "policy", reason)
     record = DecisionRecord(decision_key=f"{run_id}-triage-failed", job_id=str(job_id or "nojob"), run_id=int(run_id),
                             workspace=workspace, category="UNKNOWN", action="ESCALATE", decided_by="policy",
-                            reason=reason, mode=settings.mode, status="decided", decision=decision.to_dict())
+                            reason=reason, mode=settings.mode, status="decided", decision=decision.to_dict(),
+                            action_result=dict(action_result or {}))
     claim = store.claim(record)
     if not claim.won:
         return claim.record

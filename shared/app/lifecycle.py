@@ -9,6 +9,9 @@ so the pipeline (``shared.triage``), the sweep and ``health`` read them from one
        │          └──(worker died)──► taken over by the sweep after TRIAGE_ACTING_TIMEOUT
        └──► duplicate                       (the run was repaired or rerun meanwhile)
     failed: a notification could not be delivered yet; the sweep resends it, then escalates.
+    ``<run>-triage-failed`` (the queue gave up on a triage during an outage; a person was paged):
+    terminal once its page is delivered; every sweep re-triages the run on a back-off until it is
+    placed, for a week (``shared.app.retriage``; counted as ``awaiting_retriage``).
     approval ``approving``: a person approved a proposed retry and a process is carrying it out;
     past TRIAGE_ACTING_TIMEOUT the sweep takes it over (``shared.app.approvals.resume_approval``).
 
@@ -42,7 +45,7 @@ __all__ = ["TERMINAL", "HEALTH_KIND", "HEALTH_KEY", "failure_kind", "retry_delay
            "undelivered", "summarize", "publish_summary", "health_verdict", "lifecycle_health", "SWEEP_GRACE_S",
            "action_failed", "escalate", "resumable", "repair_since_decision", "approving_since",
            "approval_takeover_due", "budget_again", "with_cost", "decided_at", "RETRY_WITHIN_S", "too_late",
-           "hand_over"]
+           "hand_over", "awaiting_retriage"]
 
 TERMINAL = frozenset({"acted", "escalated", "duplicate"})
 HEALTH_KIND, HEALTH_KEY = "health", "lifecycle"     # TriageState: the sweep's last summary
@@ -152,6 +155,13 @@ def undelivered(rec: DecisionRecord) -> bool:
     return _carried_out(rec) and n.get("status") == "failed"
 
 
+def awaiting_retriage(rec: DecisionRecord) -> bool:
+    """A ``-triage-failed`` escalation whose run a later sweep still tries to place (shared.app.retriage)."""
+    result = rec.action_result if isinstance(rec.action_result, dict) else {}
+    state = result.get("retriage") if isinstance(result.get("retriage"), dict) else {}
+    return rec.decision_key.endswith("-triage-failed") and state.get("state") == "waiting"
+
+
 def summarize(records: list[DecisionRecord], settings: Settings, *, now: int) -> dict[str, Any]:
     """Counts for ``health`` and ``report``: records past their deadline, actions retrying,
     notifications undelivered, and the oldest stuck record."""
@@ -166,6 +176,8 @@ def summarize(records: list[DecisionRecord], settings: Settings, *, now: int) ->
         "undelivered": len(lost),
         "approving": len(approving),
         "escalated": sum(1 for r in records if r.mode == "act" and r.status == "escalated"),
+        # poisoned triages a person was told about, whose run a later sweep still tries to place
+        "awaiting_retriage": sum(1 for r in records if awaiting_retriage(r)),
         "stuck_for_s": max(0, (now - oldest) // 1000) if past else 0,
         "stuck_keys": [r.decision_key for r in past[:10]],
         "undelivered_keys": [r.decision_key for r in lost[:10]],
@@ -242,7 +254,7 @@ def lifecycle_health(settings: Settings, *, now: int | None = None, recount: boo
     if summary is None and not recount and now - oldest > 2 * SWEEP_GRACE_S * 1000:
         healthy, why = False, f"no sweep has run, though a decision is {(now - oldest) // 1000} s old"
     counts = {k: (summary or {}).get(k, 0) for k in ("past_deadline", "retrying", "undelivered", "approving",
-                                                       "escalated", "stuck_for_s")}
+                                                       "escalated", "awaiting_retriage", "stuck_for_s")}
     age = (now - int(summary.get("at") or 0)) // 1000 if summary else None
     out = {"verdict": why, **counts, "summary_age_s": age}
     if keys:

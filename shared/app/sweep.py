@@ -14,14 +14,16 @@ Databricks documents no delivery retries for webhooks, so every few minutes (the
 2. **List.** Every page (``page_token``) with ``expand_tasks``: no per-run ``runs/get`` calls.
 3. **Select.** A finished run whose result is ``FAILED``/``TIMEDOUT``, or whose life cycle is
    ``INTERNAL_ERROR`` (what ``jobs.on_failure`` fires on), with no decision yet under
-   ``<run_id>-<repair_count>``. ``runs/list`` carries no repair history, so when the stored
+   ``<run_id>-<repair_count>``, and no ``<run_id>-triage-failed`` escalation still holding it (its
+   re-triage, ``shared.app.retriage``, places the run). ``runs/list`` carries no repair history, so when the stored
    decision for attempt *k* repaired the run, attempt *k + 1* is looked up instead.
 4. **Queue** each one (``enqueue``), oldest end first, and then **advance the watermark** to the
    newest ``end_time`` up to which everything was handled. A Databricks outage mid-listing, or a
    queue or store failure, leaves the watermark where everything before it is known to be queued
    (the next sweep covers the rest; queuing twice is harmless: the worker's claim dedupes).
 
-Then, with each workspace's client: ``shared.triage.act_due`` (act-mode decisions whose back-off
+Then, with each workspace's client: ``shared.app.retriage.retriage_due`` (runs whose triage the
+queue gave up on during an outage, triaged again on a back-off until placed), ``shared.triage.act_due`` (act-mode decisions whose back-off
 has passed, actions retrying, and actions stuck in ``acting``: docs/lifecycle.md),
 ``shared.app.approvals.resume_approvals`` (approvals whose approving process died); these see,
 besides the last days' decisions, the approved ones of any age until they end
@@ -48,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from shared.errors import DatabricksError, DatabricksNotFound, StoreError, TriageError
 from shared.snapshot import RunState, as_int
 from shared.app.messages import TriageRequest
+from shared.app.retriage import holds_run
 
 if TYPE_CHECKING:  # pragma: no cover
     from shared.databricks.client import DatabricksClient
@@ -104,6 +107,7 @@ class SweepReport:
     emails_resent: int = 0            # failed or unrecorded emails sent again
     outcomes: int = 0                 # outcomes check_outcomes recorded
     incidents_resolved: int = 0       # incidents whose jobs all recovered (their page resolved)
+    retriaged: int = 0                # runs placed by re-triaging a poisoned triage (shared.app.retriage)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -117,6 +121,7 @@ class SweepReport:
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "workspaces": [asdict(w) for w in self.workspaces], "acted": self.acted,
                 "emails_resent": self.emails_resent, "outcomes": self.outcomes, "incidents_resolved": self.incidents_resolved,
+                "retriaged": self.retriaged,
                 "errors": list(self.errors)}
 
     def summary(self) -> str:
@@ -189,8 +194,9 @@ def needs_triage(store: "Store", run: Mapping[str, Any]) -> bool:
     """True when no decision exists yet for this attempt of the run (see the module doc)."""
     run_id = as_int(run.get("run_id"))
     job_id = str(as_int(run.get("job_id")) or "nojob")
-    if store.get(f"{run_id}-triage-failed", job_id) is not None:
-        return False   # triage itself gave up on this run and escalated: do not loop on it
+    gave_up = store.get(f"{run_id}-triage-failed", job_id)
+    if gave_up is not None and holds_run(gave_up):
+        return False   # triage gave up and escalated: the re-triage (or a person) has it, no loop
     count = _repair_count(run)
     if count is not None:
         return store.get(f"{run_id}-{count}", job_id) is None
@@ -234,8 +240,9 @@ def _repaired_runs(store: "Store", key: str, since_ms: int, include_unnamed: boo
         run_id, _, attempt = record.decision_key.rpartition("-")
         if not attempt.isdigit() or str(record.run_id) in found:
             continue
+        gave_up = store.get(f"{run_id}-triage-failed", record.job_id)
         if store.get(f"{run_id}-{int(attempt) + 1}", record.job_id) is not None \
-                or store.get(f"{run_id}-triage-failed", record.job_id) is not None:
+                or (gave_up is not None and holds_run(gave_up)):
             continue                               # the next attempt is decided (or escalated)
         found[str(record.run_id)] = int(record.created_at or 0)
     return found
@@ -392,6 +399,7 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
     from shared.app.runtime import workspaces
     from shared.app.lifecycle import publish_summary
     from shared.app.approvals import WithOpenApprovals, forget_ended_approvals, resume_approvals
+    from shared.app.retriage import retriage_due
     from shared.triage import act_due, retry_notifications
 
     now = int(time.time() * 1000) if now_ms is None else int(now_ms)
@@ -417,6 +425,9 @@ def sweep(settings: "Settings", *, clients_by_workspace: Mapping[str, Any], stor
     swept: Any = WithOpenApprovals(store)      # plus approved decisions older than the window, until they end
     for index, (host, client) in enumerate(clients_by_workspace.items()):
         view: Any = _WorkspaceView(swept, host, include_unnamed=index == 0) if several else swept
+        # runs whose triage was poisoned by a passing failure: placed once Databricks answers (retriage)
+        report.retriaged += _call_after(report, f"re-triage ({host})", lambda: retriage_due(
+            settings, client=client, store=view, notifier=notifier, now=now if now_ms is not None else None))
         report.acted += _call_after(report, f"due actions ({host})", lambda: act_due(
             settings, client=client, store=view, notifier=notifier, now=now if now_ms is not None else None))
         # approvals left `approving` by a process that died: carried on (docs/lifecycle.md)

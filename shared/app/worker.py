@@ -15,6 +15,8 @@ What happens to a failure while triaging:
   (retrying cannot fix it).
 - Anything unexpected (a bug): raises, so it is retried, poisoned, then escalated by the poison
   trigger.
+- The poison escalation carries a re-triage schedule: later sweeps triage the run again until it
+  is placed (``shared.app.retriage``); the permanent escalations above do not.
 
 The last error of a transient or unexpected failure is kept for two days in ``TriageState`` (kind
 ``triage_error``, key the run id), so the poison escalation can say what went wrong.
@@ -154,7 +156,9 @@ def process_message(body: str | bytes, settings: "Settings", *, dequeue_count: i
 def process_poison(body: str | bytes, settings: "Settings", *, message_id: str = "", dequeue_count: int = 0,
                    runtime: "Runtime | None" = None) -> WorkerOutcome:
     """A request the worker gave up on: escalate "triage failed for run X" (once per run)."""
+    from shared.app.retriage import schedule
     from shared.app.runtime import open_runtime
+    from shared.store import now_ms
     from shared.triage import report_triage_failure
 
     request = _parse(body, message_id)
@@ -165,9 +169,12 @@ def process_poison(body: str | bytes, settings: "Settings", *, message_id: str =
         last = _last_error(rt.store, request.run_id)
         error = ("the triage request failed on every attempt the queue allows (maxDequeueCount)"
                  + (f"; last error: {last}" if last else "; see the function log")
-                 + (f" (request {request.request_id})" if request.request_id else ""))
+                 + (f" (request {request.request_id})" if request.request_id else "")
+                 + "; the sweep triages the run again from 15 minutes on (a rerun it proposes waits for approval)")
+        # a passing failure: later sweeps try again (shared.app.retriage); a refusal above is not retried
         record = report_triage_failure(request.run_id, error, settings, store=rt.store, notifier=rt.notifier,
-                                       workspace=request.workspace, job_id=str(request.job_id or "nojob"))
+                                       workspace=request.workspace, job_id=str(request.job_id or "nojob"),
+                                       action_result=schedule(now_ms()))
         log.error("run %s: triage gave up; escalated as %s", request.run_id, record.decision_key)
         return WorkerOutcome("escalated", request.run_id, record.decision_key, error)
     finally:
