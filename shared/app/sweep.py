@@ -128,7 +128,8 @@ class SweepReport:
         parts = [f"{w.workspace}: {w.listed} finished, {w.failed} failed, {len(w.enqueued)} queued"
                  + (f", ERROR {w.error}" if w.error else "") for w in self.workspaces]
         parts.append(f"{self.acted} due action(s) carried out, {self.emails_resent} email(s) resent, "
-                     f"{self.outcomes} outcome(s) recorded")
+                     f"{self.outcomes} outcome(s) recorded"
+                     + (f", {self.retriaged} failed triage(s) placed" if self.retriaged else ""))
         return "; ".join(parts)
 
 

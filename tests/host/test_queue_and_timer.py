@@ -87,6 +87,7 @@ def test_transient_failure_is_retried_by_the_queue_then_poisoned_then_escalated(
         record = store.get(f"{run_id}-triage-failed", str(job_id))
     assert record.action == "ESCALATE" and f"triage failed for run {run_id}" in record.reason
     assert "DatabricksUnavailable" in record.reason
+    assert record.action_result["retriage"]["state"] == "waiting"     # later sweeps place the run
 
 
 def test_a_message_that_is_not_a_request_is_dropped_not_retried(host, app_env, azurite):
