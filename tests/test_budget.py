@@ -3,6 +3,8 @@
 when a rerun starts, and the model skipped once its share is spent. Fake workspace over real HTTP,
 SQLite store, the production pipeline."""
 
+from pathlib import Path
+
 import pytest
 
 from shared.config import Settings
@@ -251,3 +253,45 @@ def test_a_repair_found_in_repair_history_is_counted_once(fake_databricks, clien
     spend_rerun(done, store)                               # seen again: not counted twice
     assert today(store)["total_usd"] == pytest.approx(usd, abs=1e-5)
     assert spent(store, day=day_of(), job_id=done.job_id) == pytest.approx(usd, abs=1e-5)
+
+
+_RECONCILE_LATER = """
+import sys
+from shared.config import Settings
+from shared.databricks.budget import spend_rerun
+from shared.store import open_store
+from shared.store.spend import today
+with open_store(Settings.from_env({"TRIAGE_STORAGE": sys.argv[1]})) as store:
+    spend_rerun(store.get(sys.argv[2], sys.argv[3]), store)
+    print(today(store)["total_usd"])
+"""
+
+
+def test_a_rerun_counted_before_its_worker_died_is_not_counted_again_by_a_reconciliation_days_later(tmp_path):
+    """The worker counted the repair's spend and died before recording it; the sweeps stopped for
+    four days (they reconcile a week back). The reconciliation must not count it again on the
+    day it runs: the 'spent' marker used to live three days, so it was counted twice. The second
+    process's clock is moved by libfaketime."""
+    import os
+    import subprocess
+    import sys
+
+    import libfaketime
+
+    from shared.databricks.budget import spend_rerun
+    from shared.store import DecisionRecord, open_store
+
+    storage = f"sqlite:///{tmp_path / 't.db'}"
+    with open_store(Settings.from_env({"TRIAGE_STORAGE": storage})) as store:
+        rec = DecisionRecord(decision_key="501-0", job_id="7", run_id=501, mode="act", status="acting",
+                             action="RETRY", category="TIMEOUT", decision={"cost": {"rerun": {"usd": 2.5}}},
+                             action_result={"repair_id": 9001})
+        assert store.claim(rec).won
+        spend_rerun(store.get("501-0", "7"), store)             # the worker counted it, then died
+        assert today(store)["total_usd"] == pytest.approx(2.5)
+    _, preload = libfaketime.get_reload_information()
+    done = subprocess.run([sys.executable, "-c", _RECONCILE_LATER, storage, "501-0", "7"],
+                          env={**os.environ, **preload, "FAKETIME": "+4d", "DONT_FAKE_MONOTONIC": "1"},
+                          capture_output=True, text=True, timeout=60, cwd=str(Path(__file__).resolve().parents[1]))
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.strip()) == 0.0, "counted again on the day of the reconciliation"

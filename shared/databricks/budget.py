@@ -70,7 +70,7 @@ def say_budget(decision: Decision, cost: dict[str, Any]) -> Decision:
 
 
 SPENT_KIND = "spent"     # TriageState: one entry per decision whose rerun was counted
-_SPENT_KEEP_S = 3 * 86400   # as long as the spend counters themselves
+_SPENT_KEEP_S = 8 * 86400   # longer than the sweep reconciles unfinished actions (a week): never counted twice
 
 
 def spend_rerun(record: "DecisionRecord", store: "Store") -> None:
