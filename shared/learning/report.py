@@ -126,7 +126,7 @@ class Report:
     top_fingerprints: list[dict[str, Any]]
     per_day: list[tuple[str, int]]     # (YYYY-MM-DD, decisions), every day of the period
     modes: dict[str, int]
-    open_work: dict[str, int] = field(default_factory=dict)   # act mode: retrying / escalated / undelivered
+    open_work: dict[str, int] = field(default_factory=dict)   # retrying / escalated / undelivered / awaiting_retriage
     spend: dict[str, Any] = field(default_factory=dict)   # shared.learning.spend.summarise_spend
     precedents: list[dict[str, Any]] = field(default_factory=list)   # corrections that decided, and how it went
 
@@ -195,11 +195,15 @@ def build_report(records: Iterable[DecisionRecord], *, since_ms: int, until_ms: 
         start = since_ms - since_ms % day_ms
         for t in range(start, until_ms, day_ms):
             per_day.append((_day(t), days.get(_day(t), 0)))
+    from shared.app.lifecycle import awaiting_retriage
+
     acting = [r for r in chosen if r.mode == "act"]
     open_work = {
         "retrying": sum(1 for r in acting if r.status in ("retrying", "acting")),
         "escalated": sum(1 for r in acting if r.status == "escalated"),
         "undelivered": sum(1 for r in acting if (r.notification or {}).get("status") == "failed"),
+        # poisoned triages a later sweep still tries to place (shared.app.retriage)
+        "awaiting_retriage": sum(1 for r in chosen if awaiting_retriage(r)),
     }
     return Report(since_ms=since_ms, until_ms=until_ms, rows=rows, categories=categories, total=total,
                   top_jobs=top_jobs, top_fingerprints=top_fps, per_day=per_day, modes=dict(modes),
@@ -213,7 +217,9 @@ def _open_work_line(report: Report) -> str:
     if not any(w.values()):
         return ""
     return (f"Not done yet: {w.get('retrying', 0)} action(s) retrying, {w.get('undelivered', 0)} notification(s) "
-            f"undelivered; {w.get('escalated', 0)} decision(s) escalated to a person")
+            f"undelivered; {w.get('escalated', 0)} decision(s) escalated to a person"
+            + (f"; {w['awaiting_retriage']} failed triage(s) to be placed by a later sweep"
+               if w.get("awaiting_retriage") else ""))
 
 
 def _precedents(records: list[DecisionRecord]) -> list[dict[str, Any]]:

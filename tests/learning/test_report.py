@@ -223,9 +223,17 @@ def test_report_says_what_is_not_done_yet(learning_store):
             decision("5-0", status="decided", mode="shadow", created_at=now - 1000)]
     recs[2].notification = {"status": "failed", "attempts": 5}
     report = build_report(recs, since_ms=now - DAY_MS, until_ms=now)
-    assert report.open_work == {"retrying": 1, "escalated": 1, "undelivered": 1}
+    assert report.open_work == {"retrying": 1, "escalated": 1, "undelivered": 1, "awaiting_retriage": 0}
     text = render_text(report)
     assert "Not done yet: 1 action(s) retrying, 1 notification(s) undelivered; 1 decision(s) escalated" in text
+    assert "failed triage" not in text
+    poisoned = decision("6-triage-failed", action="ESCALATE", status="acted", mode="act", created_at=now - 1000)
+    poisoned.action_result = {"retriage": {"state": "waiting", "attempts": 1, "next_at": now + 3_600_000}}
+    placed = decision("7-triage-failed", action="ESCALATE", status="acted", mode="act", created_at=now - 1000)
+    placed.action_result = {"retriage": {"state": "placed", "placed_by": "7-0", "placed_at": now}}
+    more = build_report([*recs, poisoned, placed], since_ms=now - DAY_MS, until_ms=now)
+    assert more.open_work["awaiting_retriage"] == 1
+    assert "; 1 failed triage(s) to be placed by a later sweep" in render_text(more)
     quiet = build_report(recs[3:], since_ms=now - DAY_MS, until_ms=now)
     assert "Not done yet" not in render_text(quiet)
 
