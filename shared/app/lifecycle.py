@@ -168,12 +168,16 @@ def summarize(records: list[DecisionRecord], settings: Settings, *, now: int) ->
     past = [r for r in records if (d := deadline_ms(r, settings)) is not None and d < now]
     retrying = [r for r in records if r.mode == "act" and r.status == "retrying"]
     lost = [r for r in records if undelivered(r)]
+    # undelivered for longer than three sweeps' worth: a send that failed a minute ago (or that
+    # another attempt is still making) is the resends' work, not yet an operator's alert
+    lost_long = [r for r in lost if now - int(r.created_at or 0) > SWEEP_GRACE_S * 1000]
     approving = [r for r in records if approving_since(r) is not None]
     oldest = min((deadline_ms(r, settings) or now for r in past), default=now)
     return {
         "past_deadline": len(past),
         "retrying": len(retrying),
         "undelivered": len(lost),
+        "undelivered_stuck": len(lost_long),
         "approving": len(approving),
         "escalated": sum(1 for r in records if r.mode == "act" and r.status == "escalated"),
         # poisoned triages a person was told about, whose run a later sweep still tries to place
@@ -211,8 +215,10 @@ def health_verdict(summary: dict[str, Any] | None, *, now: int) -> tuple[bool, s
         return False, f"the sweep has not run for {age_s} s"
     if summary.get("past_deadline"):
         return False, f"{summary['past_deadline']} decision(s) past their deadline"
-    if summary.get("undelivered"):
-        return False, f"{summary['undelivered']} notification(s) undelivered"
+    # a summary written before "undelivered_stuck" existed counts every undelivered one
+    stuck = summary.get("undelivered_stuck", summary.get("undelivered"))
+    if stuck:
+        return False, f"{stuck} notification(s) undelivered for over {SWEEP_GRACE_S // 60} minutes"
     return True, "every decision is moving on"
 
 
@@ -253,8 +259,8 @@ def lifecycle_health(settings: Settings, *, now: int | None = None, recount: boo
     healthy, why = health_verdict(summary, now=now)
     if summary is None and not recount and now - oldest > 2 * SWEEP_GRACE_S * 1000:
         healthy, why = False, f"no sweep has run, though a decision is {(now - oldest) // 1000} s old"
-    counts = {k: (summary or {}).get(k, 0) for k in ("past_deadline", "retrying", "undelivered", "approving",
-                                                       "escalated", "awaiting_retriage", "stuck_for_s")}
+    counts = {k: (summary or {}).get(k, 0) for k in ("past_deadline", "retrying", "undelivered",
+                                                       "undelivered_stuck", "approving", "escalated", "awaiting_retriage", "stuck_for_s")}
     age = (now - int(summary.get("at") or 0)) // 1000 if summary else None
     out = {"verdict": why, **counts, "summary_age_s": age}
     if keys:

@@ -29,7 +29,8 @@ def register(subparsers: Any) -> None:
 
 
 _FIGURES = (("past_deadline", "decisions past their deadline"), ("retrying", "actions retrying"),
-            ("undelivered", "notifications undelivered"), ("approving", "approvals being carried out"),
+            ("undelivered", "notifications undelivered"),
+            ("undelivered_stuck", "undelivered for over 15 minutes"), ("approving", "approvals being carried out"),
             ("escalated", "escalated (handed to a person)"),
             ("awaiting_retriage", "triages that failed, to be placed again"), ("stuck_for_s", "oldest stuck for (s)"),
             ("summary_age_s", "sweep summary age (s)"))

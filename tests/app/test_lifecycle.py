@@ -359,3 +359,25 @@ def test_an_undelivered_notification_is_counted_and_tried_hourly(fake_databricks
     assert rec.status == "failed"
     summary = summarize(store.list(), _settings(), now=now + 12 * 600_000)
     assert summary["undelivered"] == 1 and summary["undelivered_keys"] == [rec.decision_key]
+
+
+def test_health_alerts_on_an_undelivered_notification_only_once_the_resends_had_their_chance(fake_databricks,
+                                                                                              client, store):
+    """A send that failed a minute ago is counted, but it is the resends' work: 503 only when it is
+    still undelivered more than 15 minutes after its decision (three sweeps)."""
+    from shared.app.lifecycle import health_verdict
+
+    rec = _email_decision(fake_databricks, client, store, OwnerChannelDown(escalation_down=True))
+    assert rec.status == "failed"
+    created = store.get(rec.decision_key).created_at
+    fresh = summarize(store.list(), _settings(), now=created + 60_000)
+    assert (fresh["undelivered"], fresh["undelivered_stuck"]) == (1, 0)
+    assert health_verdict(fresh, now=created + 60_000)[0] is True
+    late = summarize(store.list(), _settings(), now=created + 16 * 60_000)
+    assert (late["undelivered"], late["undelivered_stuck"]) == (1, 1)
+    assert health_verdict(late, now=created + 16 * 60_000)[0] is False
+    resent = {**late, "past_deadline": 0}     # resent a minute ago, still not delivered
+    healthy, why = health_verdict(resent, now=created + 16 * 60_000)
+    assert not healthy and "1 notification(s) undelivered for over 15 minutes" in why
+    older = {k: v for k, v in late.items() if k != "undelivered_stuck"}     # a summary from before the field
+    assert health_verdict({**older, "undelivered": 1}, now=created + 60_000)[0] is False
