@@ -43,7 +43,7 @@ from tests.plugins.crash import start_worker as _worker
 from tests.plugins.crash import stored_record as _record
 
 CORPUS = Path(__file__).parent / "corpus"
-CASES = {"SEND_EMAIL": "dev/dev-015", "ESCALATE": "validation/val-057"}   # PERMISSION; UNKNOWN
+CASES = {"SEND_EMAIL": "dev/dev-015", "ESCALATE": "validation/val-057"}   # DATA; UNKNOWN
 SENDER = "DoNotReply@triage-test.example.com"
 SEND_TIMEOUT_S = 5.0                    # the sweep's notifier: its claim is stale after 2*5+60 s
 STALE_S = 2 * SEND_TIMEOUT_S + 60

@@ -77,7 +77,7 @@ def test_channel_down_at_the_worker_the_sweep_still_tells_a_person(fake_databric
     """The worker process finishes with the notification undelivered (the channel answers 503
     past its retries): the record is ``failed``, and a later sweep delivers it."""
     env = _env(fake_databricks, f"sqlite:///{tmp_path / 'triage.db'}", channels)
-    run_id = _load(fake_databricks, "dev-015")                 # PERMISSION -> SEND_EMAIL
+    run_id = _load(fake_databricks, "dev-015")                 # DATA (a missing table) -> SEND_EMAIL
     channels.inject(channels.hook_path, 503, 503, 503, 503, 503, 503, 503, 503)
     worker = _worker(env, run_id)
     out, err = worker.communicate(timeout=60)

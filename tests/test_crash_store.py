@@ -10,7 +10,7 @@ boundary of its writes to the decision store, on SQLite and on Azurite:
   webhook delivered the notification); the final update of the record has not.
 
 for a repair (dev-043, TIMEOUT -> RETRY), a resized rerun (dev-055, RESOURCE ->
-RETRY_WITH_NEW_PARAMS, a ``runs/submit``) and a notification (dev-015, PERMISSION ->
+RETRY_WITH_NEW_PARAMS, a ``runs/submit``) and a notification (dev-015, DATA ->
 SEND_EMAIL through the signed-webhook channel). Then the message is delivered again (the same
 command) and the sweeps run (``sweep_later``): exactly one Databricks write per decision (none
 for the notification), the record terminal (``acted``) and knowing its id, and exactly one

@@ -101,14 +101,15 @@ def holds_run(rec: "DecisionRecord") -> bool:
 def ask_first(escalation: "DecisionRecord") -> Callable[["Decision"], "Decision"]:
     """The review a re-triage passes to the pipeline: a rerun becomes an approval request."""
     def review(decision: "Decision") -> "Decision":
-        from shared.decide.policy import _ask
+        from shared.decide.policy import ask_approval
         from shared.models import Action, Category
 
         if not decision.action.is_retry:
             return decision
         instead = Action.ESCALATE if decision.category is Category.UNKNOWN else Action.SEND_EMAIL
-        return _ask(decision, instead, f"triage of this run had failed and a person was paged "
-                    f"({escalation.decision_key}); they may have rerun it by hand, so it is not rerun automatically")
+        return ask_approval(decision, instead, f"triage of this run had failed and a person was paged "
+                            f"({escalation.decision_key}); they may have rerun it by hand, so it is not rerun "
+                            "automatically")
     return review
 
 

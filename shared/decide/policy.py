@@ -40,6 +40,7 @@ from shared.decide.knob import knob_params, where_it_hit
 from shared.snapshot import Snapshot
 
 __all__ = [
+    "ask_approval",
     "HARD_MAX_RETRIES",
     "HIGH_CONFIDENCE",
     "FIRM_CONFIDENCE",
@@ -221,7 +222,7 @@ def _override(decision: Decision, action: Action, why: str) -> Decision:
     return d
 
 
-def _ask(decision: Decision, action: Action, why: str) -> Decision:
+def ask_approval(decision: Decision, action: Action, why: str) -> Decision:
     """The policy will not carry this retry out on its own: ``action`` instead, and the retry is
     recorded as a proposal awaiting a person's approval (docs/trust.md)."""
     proposed, params = decision.action, dict(decision.params) if decision.action is Action.RETRY_WITH_NEW_PARAMS else {}
@@ -269,12 +270,12 @@ def enforce(
             decision = _override(decision, Action.RETRY,
                                  f"new parameters only for RESOURCE failures, not {decision.category.value}")
         else:
-            decision = _ask(decision, Action.ESCALATE if decision.category is Category.UNKNOWN else Action.SEND_EMAIL,
+            decision = ask_approval(decision, Action.ESCALATE if decision.category is Category.UNKNOWN else Action.SEND_EMAIL,
                             f"{decision.category.value} failures are not retried automatically")
 
     # Invariant 1: a firm deterministic verdict of the rules is never retried automatically.
     if decision.action.is_retry and firm_rules_verdict(classification):
-        decision = _ask(
+        decision = ask_approval(
             replace(decision, category=classification.category),
             Action.SEND_EMAIL,
             f"rules place this in {classification.category.value} with confidence "
@@ -285,11 +286,11 @@ def enforce(
     # and never against a deterministic lead of the rules, however unsure (docs/trust.md says why).
     if decision.action.is_retry and "llm" in decision.decided_by.split("+") and not rules_action(classification).is_retry:
         if classification.category in FIRM_CATEGORIES:
-            decision = _ask(replace(decision, category=classification.category), Action.SEND_EMAIL,
+            decision = ask_approval(replace(decision, category=classification.category), Action.SEND_EMAIL,
                             f"the rules lean to {classification.category.value} "
                             f"({classification.confidence:.2f}); a model alone does not retry against them")
         elif model_only_retries >= MODEL_ONLY_RETRIES_PER_LINEAGE:
-            decision = _ask(decision, Action.SEND_EMAIL,
+            decision = ask_approval(decision, Action.SEND_EMAIL,
                             f"a retry resting on the model alone was already made in this lineage "
                             f"({model_only_retries}); not retried automatically again")
         else:
@@ -304,7 +305,7 @@ def enforce(
     if decision.action.is_retry:
         # Too unsure to spend compute on automatically.
         if decision.confidence < MIN_RETRY_CONFIDENCE:
-            decision = _ask(decision, Action.ESCALATE,
+            decision = ask_approval(decision, Action.ESCALATE,
                             f"confidence {decision.confidence:.2f} is too low to retry automatically")
         elif how := same_failure(decision, retried):
             # A wrong retry costs one run at most: the retry failed the same way, so it was not

@@ -325,7 +325,7 @@ class OwnerChannelDown:
 
 
 def _email_decision(fake_databricks, client, store, notifier):
-    run_id = _load(fake_databricks, "dev-015")                     # a PERMISSION failure: SEND_EMAIL
+    run_id = _load(fake_databricks, "dev-015")                     # a DATA failure: SEND_EMAIL
     rec = triage_run(run_id, _settings(), client=client, store=store, notifier=notifier, act_now=True).record
     assert rec.action == "SEND_EMAIL" and rec.status == "failed"
     return rec

@@ -69,7 +69,7 @@ def test_a_record_the_sweep_cannot_read_does_not_stop_the_due_actions_behind_it(
 
 
 def test_a_record_the_sweep_cannot_read_does_not_stop_the_resends_behind_it(fake_databricks, client, store):
-    run_id = _load(fake_databricks, "dev-015")                     # PERMISSION: SEND_EMAIL
+    run_id = _load(fake_databricks, "dev-015")                     # DATA: SEND_EMAIL
     s = _settings()
     good = triage_run(run_id, s, client=client, store=store, notifier=RecordingNotifier("failed"),
                       act_now=True).record
@@ -106,7 +106,7 @@ def test_a_retry_whose_run_cannot_be_read_any_more_is_handed_to_a_person_after_t
 def test_a_notification_whose_run_is_gone_is_still_resent(fake_databricks, client, store):
     """The first send failed, then the run was deleted (runs/get answers 404 for good): the
     resend goes out from what the decision recorded, instead of waiting for the run for ever."""
-    run_id = _load(fake_databricks, "dev-015")                     # PERMISSION: SEND_EMAIL
+    run_id = _load(fake_databricks, "dev-015")                     # DATA: SEND_EMAIL
     s = _settings()
     rec = triage_run(run_id, s, client=client, store=store, notifier=RecordingNotifier("failed"),
                      act_now=True).record

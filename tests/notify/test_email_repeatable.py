@@ -308,7 +308,7 @@ def test_an_email_acs_keeps_refusing_with_5xx_is_escalated_after_the_attempts(ac
     n = EmailNotifier.from_settings(settings, store=store, secrets=SecretProvider.from_settings(settings),
                                     transport=acs.transport, clock=clock, polling_interval_s=0,
                                     retry_backoff_factor=0, send_timeout_s=2)
-    doc = corpus_doc("dev-015")                                   # PERMISSION: SEND_EMAIL to the owner
+    doc = corpus_doc("dev-015")                                   # DATA: SEND_EMAIL to the owner
     doc.pop("history", None)
     run_id = fake_databricks.load(doc)
     acs.send_faults = [(503, {})] * 1000

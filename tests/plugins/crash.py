@@ -23,7 +23,7 @@ from tests.fakes.channel_services import ChannelServices
 from tests.helpers import corpus_doc
 
 ROOT = Path(__file__).resolve().parents[2]
-CASES = {"repair": "dev-043", "submit": "dev-055", "email": "dev-015"}   # TIMEOUT -> RETRY; RESOURCE -> resized rerun; PERMISSION -> SEND_EMAIL
+CASES = {"repair": "dev-043", "submit": "dev-055", "email": "dev-015"}   # TIMEOUT -> RETRY; RESOURCE -> resized rerun; DATA -> SEND_EMAIL
 ENDPOINT = {"repair": "runs/repair", "submit": "runs/submit"}
 KEEP_ENV = ("PATH", "HOME", "LANG", "SYSTEMROOT", "TMPDIR")
 
