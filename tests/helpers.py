@@ -74,3 +74,16 @@ def make_snapshot(
         "history": {"prior_retries": prior_retries},
     }
     return parse_snapshot(doc)
+
+
+T0 = 1_800_000_000.0   # a fixed "now" (2027-01-15) for tests that run on a clock of their own
+
+
+class Clock:
+    """A clock a test sets and moves (``clock.t += 60``); call it for the time in seconds."""
+
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -49,7 +48,7 @@ import pytest
 
 from demo.workspace import hold_fault, status_fault
 from tests.helpers import corpus_doc
-from tests.plugins.crash import CASES, ENDPOINT, ROOT, crash_env
+from tests.plugins.crash import CASES, ENDPOINT, ROOT, crash_env, kill_while_held, start_worker
 
 LABEL = {"repair": "TIMEOUT", "submit": "RESOURCE"}        # the corpus labels of CASES
 DOWN = 200                                                  # faults queued: "down until cleared"
@@ -151,17 +150,9 @@ def test_killed_after_databricks_accepted_the_write(fake_databricks, env, kind):
     run_id = load_recent(fake, CASES[kind])
     key = f"{run_id}-0"
     fake.inject(ENDPOINT[kind], hold_fault(processed=True))   # carried out; the answer never arrives
-    worker = subprocess.Popen([sys.executable, "-m", "shared", "triage", "--run-id", str(run_id), "--quiet"],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert fake.holding.wait(60), worker.communicate(timeout=5)
-        worker.send_signal(signal.SIGKILL)
-        assert worker.wait(10) == -signal.SIGKILL
-    finally:
-        fake.release.set()
-        if worker.poll() is None:
-            worker.kill()
-        worker.communicate(timeout=10)
+    worker = start_worker(env, run_id)
+    kill_while_held(fake, worker)
+    worker.communicate(timeout=10)
     assert _writes(fake, kind) == 1
     assert show(env, key)["status"] == "acting"               # what the dead worker left
 

@@ -24,14 +24,13 @@ again, the record ends terminal, and exactly one write takes effect.
 
 from __future__ import annotations
 
-import signal
 
 import pytest
 
 from demo.workspace import drop_fault, hold_fault, slow_fault, status_fault
 from shared.config import Settings
 from shared.store import now_ms
-from tests.plugins.crash import CASES, ENDPOINT, crash_env as _env, load_case as _load, start_worker as _worker
+from tests.plugins.crash import CASES, ENDPOINT, crash_env as _env, kill_while_held, load_case as _load, start_worker as _worker
 from tests.plugins.crash import stored_record as _record, sweep_later as _sweep_later
 from tests.plugins.crash import writes_that_took_effect as _writes_that_took_effect
 
@@ -42,15 +41,7 @@ def test_worker_killed_mid_action_ends_with_exactly_one_write(fake_databricks, s
     env = _env(fake_databricks, storage, channels)
     run_id = _load(fake_databricks, CASES[kind])
     fake_databricks.inject(ENDPOINT[kind], hold_fault(processed=point == "after"))
-    worker = _worker(env, run_id)
-    try:
-        assert fake_databricks.holding.wait(60), worker.communicate(timeout=5)
-        worker.send_signal(signal.SIGKILL)                     # the worker dies mid-call
-        assert worker.wait(10) == -signal.SIGKILL
-    finally:
-        fake_databricks.release.set()
-        if worker.poll() is None:
-            worker.kill()
+    kill_while_held(fake_databricks, _worker(env, run_id))     # the worker dies mid-call
     rec = _record(env, run_id)
     assert rec.status == "acting"                              # what the dead worker left
     assert _writes_that_took_effect(fake_databricks, kind) == (1 if point == "after" else 0)

@@ -12,7 +12,6 @@ proposes a retry the policy will not make), over real HTTP against the fake work
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import uuid
@@ -26,9 +25,7 @@ from shared.app.lifecycle import approving_since, deadline_ms, summarize
 from shared.config import Settings
 from shared.store import now_ms, open_store
 from shared.triage import act_due, triage_run
-from tests.fakes.openai_server import FakeOpenAI
-from tests.llm.corpus_models import HOSTILE_VERDICT
-from tests.plugins.crash import ROOT, crash_env
+from tests.plugins.crash import ROOT, crash_env, kill_while_held
 
 MINUTE_MS = 60_000
 HELD_OUT = Path(__file__).resolve().parents[1] / "corpus" / "validation" / "val-001.json"   # PERMISSION
@@ -46,12 +43,6 @@ class RecordingNotifier:
         self.calls.append(decision.action.value)
         return {"status": "sent", "to": ["owner@example.com"]}
 
-
-@pytest.fixture
-def hostile_model():
-    with FakeOpenAI() as fake:
-        fake.default = dict(HOSTILE_VERDICT)
-        yield fake
 
 
 def _model_env(model):
@@ -162,14 +153,7 @@ def test_approve_process_killed_ends_with_exactly_one_repair(fake_databricks, cl
         fake_databricks.inject("runs/repair", hold_fault(processed=True))
     proc = subprocess.Popen([sys.executable, "-m", "shared", "approve", rec.decision_key, "--by", "owner", "--quiet"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert fake_databricks.holding.wait(60), proc.communicate(timeout=5)
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(10) == -signal.SIGKILL
-    finally:
-        fake_databricks.release.set()
-        if proc.poll() is None:
-            proc.kill()
+    kill_while_held(fake_databricks, proc)
     with open_store(settings) as store:
         left = store.get(rec.decision_key)
         if point == "approving":

@@ -7,14 +7,11 @@ import io
 import json
 from pathlib import Path
 
-import pytest
 
 from shared.app.approvals import approval_state, approve, reject
 from shared.cli import main
 from shared.config import Settings
 from shared.triage import triage_run
-from tests.fakes.openai_server import FakeOpenAI
-from tests.llm.corpus_models import HOSTILE_VERDICT
 
 HELD_OUT = Path(__file__).resolve().parents[1] / "corpus" / "validation" / "val-001.json"   # PERMISSION
 
@@ -27,12 +24,6 @@ class RecordingNotifier:
         self.calls.append((decision.action.value, decision.proposed_action, decision.approval))
         return {"status": "sent", "to": ["owner@example.com"]}
 
-
-@pytest.fixture
-def hostile_model():
-    with FakeOpenAI() as fake:
-        fake.default = dict(HOSTILE_VERDICT)
-        yield fake
 
 
 def _env(fake_model, tmp_path, **more):

@@ -23,17 +23,7 @@ from shared.notify.webhook import WebhookChannel, sign, verify_signature
 from shared.secrets import SecretProvider
 from shared.snapshot import parse_snapshot
 from shared.store import DecisionRecord
-from tests.helpers import corpus_doc
-
-T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.helpers import Clock, corpus_doc
 
 
 @pytest.fixture

@@ -28,21 +28,12 @@ from shared.snapshot import parse_snapshot
 from shared.store import DecisionRecord
 from shared.store._sqlite import SqliteStore
 from tests.fakes.azure_services import REPEAT_WINDOW_S, AcsEmailService
-from tests.helpers import corpus_doc
+from tests.helpers import Clock, corpus_doc
 
 SENDER = "DoNotReply@triage-test.example.com"
-T0 = 1_800_000_000.0
 KEY = _random.token_bytes(32)          # made up for this run
 MESSAGE = {"senderAddress": SENDER, "recipients": {"to": [{"address": "owner@example.com"}]},
            "content": {"subject": "s", "plainText": "t"}}
-
-
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture

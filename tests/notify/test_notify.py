@@ -26,18 +26,9 @@ from shared.signing import verify_token
 from shared.snapshot import parse_snapshot
 from shared.store import DecisionRecord
 from tests.fakes.azure_services import AcsEmailService, FakeCredential
-from tests.helpers import corpus_doc
+from tests.helpers import T0, Clock, corpus_doc
 
 SENDER = "DoNotReply@triage-test.example.com"
-T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def _env(acs: AcsEmailService, **extra: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ puts a corpus failure into the fake workspace under a run id unique in a shared 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -80,3 +81,16 @@ def stored_record(env: Mapping[str, str], run_id: int) -> Any:
 
 def writes_that_took_effect(fake: Any, kind: str) -> int:
     return len(fake.repairs) if kind == "repair" else len(fake.submitted)
+
+
+def kill_while_held(fake: Any, proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc`` while the fake workspace holds its request (``hold_fault`` injected
+    beforehand), then let the held request end."""
+    try:
+        assert fake.holding.wait(60), proc.communicate(timeout=5)
+        proc.send_signal(signal.SIGKILL)                       # the process dies mid-call
+        assert proc.wait(10) == -signal.SIGKILL
+    finally:
+        fake.release.set()
+        if proc.poll() is None:
+            proc.kill()

@@ -2,6 +2,7 @@
 
 ``fake_openai`` starts ``tests.fakes.openai_server.FakeOpenAI`` for one test and stops it after;
 script its answers with ``fake_openai.answer_*`` and read ``fake_openai.requests``.
+``hostile_model`` is one whose every verdict argues for a retry (``HOSTILE_VERDICT``).
 ``fake_token_credential`` is a TokenCredential that hands out the token the fake accepts.
 """
 
@@ -21,3 +22,12 @@ def fake_openai():
 @pytest.fixture
 def fake_token_credential():
     return FakeTokenCredential(token="fake-entra-token")
+
+
+@pytest.fixture
+def hostile_model():
+    from tests.llm.corpus_models import HOSTILE_VERDICT
+
+    with FakeOpenAI() as fake:
+        fake.default = dict(HOSTILE_VERDICT)
+        yield fake
