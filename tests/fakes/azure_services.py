@@ -92,7 +92,7 @@ class ServiceTransport(HttpTransport):
         self.handler = handler
         self.requests: list[SeenRequest] = []
         self.sleeps: list[float] = []
-        self._real_sleep = real_sleep
+        self.real_sleep = real_sleep
         self._lock = threading.Lock()
 
     def __enter__(self) -> "ServiceTransport":
@@ -109,8 +109,8 @@ class ServiceTransport(HttpTransport):
 
     def sleep(self, duration: float) -> None:
         self.sleeps.append(duration)
-        if self._real_sleep:
-            time.sleep(self._real_sleep)
+        if self.real_sleep:
+            time.sleep(self.real_sleep)
 
     def send(self, request: Any, **kwargs: Any) -> FakeResponse:
         seen = SeenRequest(request.method, request.url, dict(request.headers), _body_json(request))

@@ -222,6 +222,7 @@ def test_a_412_whose_first_send_is_still_running_waits_for_it(acs, store, clock)
     n, settings = _notifier(acs, store, clock, send_timeout_s=0.3)
     snap, decision, record = _case(settings)
     acs.hang.set()                                              # ACS accepted it, still sending
+    acs.transport.real_sleep = 0.01     # the first send's poller goes on polling in the background: not in a tight loop
     first = n.notify(snap, decision, record)
     assert first["status"] == "failed" and "did not confirm" in first["error"]
     clock.t += REPEAT_WINDOW_S + 60
